@@ -1,0 +1,9 @@
+"""unimix: one MLP-family backbone for images, point clouds and graphs."""
+from .backbone import Backbone, infer_modality
+from .layers import BLOCKS, Trunk
+from .models import UnimixModel, create_model, list_models
+from .tasks import ClassificationHead, SegmentationHead
+from .tokenizers import TOKENIZERS, GraphTokenizer, ImageTokenizer, PointCloudTokenizer, create_tokenizer
+from .tokens import Tokens
+
+__version__ = "0.1.0"

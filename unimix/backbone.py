@@ -1,0 +1,147 @@
+"""``Backbone`` = tokenizer(s) + one shared trunk."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from timm.layers import trunc_normal_
+from torch import nn
+from torch_geometric.data import Data
+
+from ._names import resolve_name
+from .layers import BLOCKS, Trunk
+from .tokenizers import TOKENIZERS, create_tokenizer
+from .tokens import Tokens
+
+
+def infer_modality(x: object) -> str:
+    """Guess the modality of an input: 4-D tensor -> image, 3-D tensor or list -> point cloud,
+    PyG ``Data`` with ``edge_index`` -> graph, with only ``pos`` -> point cloud."""
+    if isinstance(x, torch.Tensor):
+        if x.ndim == 4:
+            return "image"
+        if x.ndim in (2, 3):
+            return "pointcloud"
+    elif isinstance(x, (list, tuple)):
+        return "pointcloud"
+    elif isinstance(x, Data):
+        if getattr(x, "edge_index", None) is None and getattr(x, "pos", None) is not None:
+            return "pointcloud"
+        return "graph"
+    raise TypeError(
+        f"Cannot tell the modality of a {type(x).__name__}"
+        f"{' of shape ' + str(tuple(x.shape)) if isinstance(x, torch.Tensor) else ''}; pass modality='image', 'pointcloud' or 'graph'."
+    )
+
+
+class Backbone(nn.Module):
+    """Tokenizer(s) and one shared trunk: ``input -> Tokens [B, N, D] -> trunk -> Tokens``.
+
+    Args:
+        tokenizer: a modality name (``"image"``, ``"pointcloud"``, ``"graph"``), a list of names, a
+            tokenizer module, or a ``{name: module}`` dict. Several tokenizers share ONE trunk.
+        block: trunk block: ``external_attention`` (default; any token count, mask-aware),
+            ``mixer``, ``resmlp``, ``gmlp`` (fixed token count), ``ffonly``.
+        dim: token width, for the trunk and every tokenizer.
+        depth: number of trunk blocks.
+        tokenizer_kwargs: keyword arguments for the tokenizer built from a name; with several
+            tokenizers, a dict ``{modality: kwargs}``.
+        class_token: prepend a learned class token (for ``pool="cls"`` heads).
+        drop_rate, drop_path_rate: dropout inside blocks and stochastic depth.
+        block_kwargs: passed to every block, e.g. ``num_heads=8``, ``channel_mlp_ratio=4``.
+    """
+
+    def __init__(
+        self,
+        tokenizer: str | nn.Module | Sequence[str] | Mapping[str, nn.Module | dict] = "pointcloud",
+        block: str = "external_attention",
+        dim: int = 384,
+        depth: int = 8,
+        tokenizer_kwargs: dict | None = None,
+        class_token: bool = False,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        **block_kwargs,
+    ):
+        super().__init__()
+        self.tokenizers = nn.ModuleDict(self._build_tokenizers(tokenizer, dim, tokenizer_kwargs or {}))
+        self.dim = self.num_features = dim
+        self.num_prefix_tokens = int(class_token)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if class_token else None
+        if self.cls_token is not None:
+            trunc_normal_(self.cls_token, std=0.02)
+        counts = {name: t.num_tokens for name, t in self.tokenizers.items()}
+        num_tokens = None
+        block_name = resolve_name("block", block, BLOCKS)
+        if BLOCKS[block_name].fixed_tokens:
+            if len(set(counts.values())) > 1:
+                raise ValueError(
+                    f"Block '{block_name}' mixes a fixed number of tokens, but the tokenizers make different "
+                    f"counts: {counts}. Make them equal (image grid, num_groups, num_hops + 1 or max_nodes) or use "
+                    "block='external_attention' or 'ffonly'."
+                )
+            first = next(iter(counts.values()))
+            num_tokens = first + self.num_prefix_tokens if first else None
+        self.trunk = Trunk(dim, depth, block_name, num_tokens, drop_rate, drop_path_rate, **block_kwargs)
+
+    @staticmethod
+    def _build_tokenizers(spec, dim: int, kwargs: dict) -> dict[str, nn.Module]:
+        if isinstance(spec, nn.Module):
+            spec = {spec.modality: spec}
+        elif isinstance(spec, str):
+            name = resolve_name("tokenizer", spec, TOKENIZERS)
+            spec = {name: create_tokenizer(name, embed_dim=dim, **kwargs)}
+        elif isinstance(spec, Sequence):
+            names = [resolve_name("tokenizer", s, TOKENIZERS) for s in spec]
+            if not names or len(set(names)) != len(names):
+                raise ValueError(f"tokenizer list must name each modality once; got {list(spec)}.")
+            spec = {n: create_tokenizer(n, embed_dim=dim, **kwargs.get(n, {})) for n in names}
+        elif isinstance(spec, Mapping):
+            spec = {
+                resolve_name("tokenizer", n, TOKENIZERS): t if isinstance(t, nn.Module) else create_tokenizer(n, embed_dim=dim, **t)
+                for n, t in spec.items()
+            }
+        else:
+            raise TypeError(f"tokenizer must be a name, a list of names, a module or a dict; got {type(spec).__name__}.")
+        for name, t in spec.items():
+            if getattr(t, "embed_dim", dim) != dim:
+                raise ValueError(f"Tokenizer '{name}' makes {t.embed_dim}-wide tokens but the trunk has dim={dim}; build it with embed_dim={dim}.")
+        return spec
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.tokenizers.keys())
+
+    def tokenize(self, x: object, modality: str | None = None) -> Tokens:
+        if modality is None:
+            modality = self.modalities[0] if len(self.tokenizers) == 1 else infer_modality(x)
+        modality = resolve_name("modality", modality, TOKENIZERS)
+        if modality not in self.tokenizers:
+            raise ValueError(f"This backbone has no '{modality}' tokenizer; it has {self.modalities}.")
+        tokens = self.tokenizers[modality](x)
+        x = tokens.x if tokens.pos is None else tokens.x + tokens.pos
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], 1)
+            if tokens.mask is not None:
+                tokens.mask = torch.cat([tokens.mask.new_ones(x.shape[0], 1), tokens.mask], 1)
+            tokens.num_prefix_tokens = 1
+        return tokens.replace(x=x)
+
+    def forward(self, x: object, modality: str | None = None) -> Tokens:
+        """Tokenize ``x`` (modality inferred from its type when not given) and run the trunk."""
+        return self.trunk(self.tokenize(x, modality))
+
+    forward_features = forward
+
+    def group_matcher(self, coarse: bool = False, prefix: str = "") -> dict:
+        """timm-style parameter groups: tokenizers (+ class token) are the stem, then one group per block."""
+        return {
+            "stem": rf"^{prefix}(tokenizers|cls_token)",
+            "blocks": rf"^{prefix}trunk\.blocks\.(\d+)" if coarse else [(rf"^{prefix}trunk\.blocks\.(\d+)", None), (rf"^{prefix}trunk\.norm", (99999,))],
+        }
+
+    @torch.no_grad()
+    def fold(self) -> "Backbone":
+        """Inference-time folding of Affine/LayerScale into linear layers (ResMLP trunks)."""
+        self.trunk.fold()
+        return self

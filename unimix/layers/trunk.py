@@ -1,0 +1,84 @@
+"""The shared trunk: a stack of one block type over ``[B, N, D]`` tokens. It never sees a modality."""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+
+from .._names import resolve_name
+from ..tokens import Tokens
+from .common import Affine
+from .external_attention import ExternalAttentionBlock
+from .ffonly import FeedForwardBlock
+from .gmlp import GMLPBlock
+from .mixer import MixerBlock
+from .resmlp import ResMLPBlock
+
+BLOCKS: dict[str, type[nn.Module]] = {
+    "mixer": MixerBlock,
+    "external_attention": ExternalAttentionBlock,
+    "resmlp": ResMLPBlock,
+    "gmlp": GMLPBlock,
+    "ffonly": FeedForwardBlock,
+}
+
+
+def get_block(name: str) -> type[nn.Module]:
+    return BLOCKS[resolve_name("block", name, BLOCKS)]
+
+
+class Trunk(nn.Module):
+    """``depth`` blocks of one type, then a final norm (ResMLP: Affine, as in the paper).
+
+    Args:
+        dim: token width ``D``.
+        depth: number of blocks.
+        block: one of :data:`BLOCKS`.
+        num_tokens: token count, required by the blocks that mix a fixed number of tokens
+            (``mixer``, ``resmlp``, ``gmlp``); ignored by the others.
+        drop_path_rate: stochastic depth, rising linearly to this value over the blocks.
+        block_kwargs: passed to every block (``num_heads``, ``channel_mlp_ratio``, ...).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        block: str = "external_attention",
+        num_tokens: int | None = None,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        **block_kwargs,
+    ):
+        super().__init__()
+        self.block_name = resolve_name("block", block, BLOCKS)
+        block_cls = BLOCKS[self.block_name]
+        if block_cls.fixed_tokens and not num_tokens:
+            raise ValueError(
+                f"Block '{self.block_name}' mixes a fixed number of tokens, but this tokenizer makes a "
+                "variable number. Pass num_tokens (graph: max_nodes=..., which pads every graph to that "
+                "size) or use block='external_attention' or 'ffonly'."
+            )
+        self.dim, self.depth, self.num_tokens = dim, depth, num_tokens
+        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList(
+            block_cls(dim, num_tokens=num_tokens, drop=drop_rate, drop_path=dpr[i], **block_kwargs)
+            for i in range(depth)
+        )
+
+        self.norm = Affine(dim) if self.block_name == "resmlp" else partial(nn.LayerNorm, eps=1e-6)(dim)
+
+    def forward(self, tokens: Tokens) -> Tokens:
+        x, mask = tokens.x, tokens.mask
+        for blk in self.blocks:
+            x = blk(x, mask)
+        return tokens.replace(x=self.norm(x))
+
+    @torch.no_grad()
+    def fold(self) -> "Trunk":
+        """Fold normalisation/scale layers into linear layers where a block supports it (ResMLP)."""
+        for blk in self.blocks:
+            if hasattr(blk, "fold"):
+                blk.fold()
+        return self

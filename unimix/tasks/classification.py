@@ -1,0 +1,69 @@
+"""Classification head: masked pooling over tokens, then a linear classifier."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ..tokens import Tokens
+
+POOLS = ("mean", "max", "cls", "attn")
+
+
+def pool_tokens(tokens: Tokens, pool: str, attn_query: Tensor | None = None) -> Tensor:
+    """``Tokens [B, N, D] -> [B, D]``, ignoring padded tokens (and prefix tokens except for ``cls``)."""
+    x, p = tokens.x, tokens.num_prefix_tokens
+    if pool == "cls":
+        if p == 0:
+            raise ValueError("pool='cls' needs a class token; build the backbone with class_token=True or use pool='mean'.")
+        return x[:, 0]
+    x = x[:, p:]
+    mask = None if tokens.mask is None else tokens.mask[:, p:]
+    if pool == "mean":
+        if mask is None:
+            return x.mean(1)
+        m = mask.unsqueeze(-1).to(x.dtype)
+        return (x * m).sum(1) / m.sum(1).clamp_min(1)
+    if pool == "max":
+        if mask is not None:
+            x = x.masked_fill(~mask.unsqueeze(-1), float("-inf"))
+        return x.amax(1)
+    # attention pooling: one learned query scores every token
+    scores = (x @ attn_query) / math.sqrt(x.shape[-1])  # b n
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.einsum("bn,bnd->bd", scores.softmax(-1), x)
+
+
+class ClassificationHead(nn.Module):
+    """One label per sample (per image, cloud, graph; per node for node-level graph tokens).
+
+    Args:
+        in_features: token width ``D``.
+        num_classes: classes; 0 returns pooled features (no classifier), as timm.
+        pool: ``mean``, ``max``, ``cls`` or ``attn`` (learned query); all mask-aware.
+        drop: dropout before the classifier.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, pool: str = "mean", drop: float = 0.0):
+        super().__init__()
+        pool = pool.lower()
+        if pool not in POOLS:
+            raise ValueError(f"Unknown pool '{pool}'; expected one of {POOLS}.")
+        self.in_features, self.pool = in_features, pool
+        self.attn_query = nn.Parameter(torch.zeros(in_features)) if pool == "attn" else None
+        self.drop = nn.Dropout(drop)
+        self.reset(num_classes)
+
+    def reset(self, num_classes: int, pool: str | None = None) -> None:
+        if pool is not None and pool != self.pool:
+            if pool == "attn" or self.pool == "attn":
+                raise ValueError("Switching to or from pool='attn' changes parameters; build a new head instead.")
+            self.pool = pool
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.in_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, tokens: Tokens, pre_logits: bool = False) -> Tensor:
+        x = self.drop(pool_tokens(tokens, self.pool, self.attn_query))
+        return x if pre_logits else self.fc(x)

@@ -1,0 +1,118 @@
+"""Image tokenizer: non-overlapping patches, or a small conv stem before the patch projection.
+
+The conv stem is the CNN-local + MLP-global hybrid that Guo et al. (2021, "Can Attention Enable
+MLPs To Catch Up With CNNs?") call for: two stride-2 3x3 convolutions extract local texture, then
+a strided projection makes one token per ``patch_size`` x ``patch_size`` window, as in the plain
+patch embedding, so the trunk sees the same token grid either way.
+"""
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from timm.layers import PatchEmbed, resample_abs_pos_embed, to_2tuple, trunc_normal_
+from torch import Tensor, nn
+
+from ..tokens import Tokens
+
+
+class ConvStem(nn.Module):
+    """``[B, C, H, W] -> [B, D, H/p, W/p]``: conv3x3/2 -> conv3x3/2 -> conv (p/4)x(p/4) stride p/4."""
+
+    def __init__(self, in_chans: int, embed_dim: int, patch_size: int, hidden: int = 64):
+        super().__init__()
+        if patch_size % 4:
+            raise ValueError(f"stem='conv' needs patch_size divisible by 4, got {patch_size}; use 8, 16 or 32, or stem='patch'.")
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, hidden // 2, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(hidden // 2),
+            nn.GELU(),
+            nn.Conv2d(hidden // 2, hidden, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.GELU(),
+        )
+        self.proj = nn.Conv2d(hidden, embed_dim, patch_size // 4, stride=patch_size // 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(self.stem(x))
+
+
+class ImageTokenizer(nn.Module):
+    """``[B, C, H, W]`` images -> ``Tokens`` ``[B, (H/p)(W/p), D]``.
+
+    Args:
+        embed_dim: token width ``D``.
+        img_size: training image size; fixes the token count used by the token-mixing blocks.
+        patch_size: side of the square patch ``p``.
+        in_chans: image channels.
+        stem: ``"patch"`` (linear patch embedding, timm's ``PatchEmbed``) or ``"conv"`` (small conv stem).
+        pos_embed: add a learned absolute position embedding (resampled for other image sizes).
+    """
+
+    modality = "image"
+
+    def __init__(
+        self,
+        embed_dim: int = 384,
+        img_size: int | tuple[int, int] = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        stem: str = "patch",
+        pos_embed: bool = True,
+    ):
+        super().__init__()
+        self.img_size = to_2tuple(img_size)
+        self.patch_size = patch_size
+        self.in_chans = in_chans
+        self.embed_dim = embed_dim
+        for side, name in zip(self.img_size, ("height", "width")):
+            if side % patch_size:
+                raise ValueError(f"img_size {name} {side} is not divisible by patch_size {patch_size}; pick a multiple of {patch_size}.")
+        self.grid_size = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
+        stem = stem.lower()
+        if stem == "patch":
+            self.patch_embed = PatchEmbed(self.img_size, patch_size, in_chans, embed_dim, strict_img_size=False)
+        elif stem == "conv":
+            self.patch_embed = ConvStem(in_chans, embed_dim, patch_size)
+        else:
+            raise ValueError(f"Unknown stem '{stem}'; expected 'patch' or 'conv'.")
+        self.stem = stem
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_tokens, embed_dim)) if pos_embed else None
+        if self.pos_embed is not None:
+            trunc_normal_(self.pos_embed, std=0.02)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid_size[0] * self.grid_size[1]
+
+    def _check(self, x: object) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"Image tokenizer expects a float tensor [B, {self.in_chans}, H, W]; got {type(x).__name__}.")
+        if not x.is_floating_point():
+            raise TypeError(f"Images must be a floating-point tensor; got dtype {x.dtype}. Convert with x.float() / 255.")
+        if x.ndim != 4 or x.shape[1] != self.in_chans:
+            raise ValueError(
+                f"Image tokenizer expects [B, {self.in_chans}, H, W]; got shape {tuple(x.shape)}. "
+                f"Pass in_chans={x.shape[1] if x.ndim == 4 else '...'} to accept other channel counts."
+            )
+        p = self.patch_size
+        for side, name in zip(x.shape[2:], ("height", "width")):
+            if side % p:
+                fixed = side // p * p or p
+                raise ValueError(f"Image {name} {side} is not divisible by patch size {p}; resize to {fixed} or build with another patch_size.")
+        return x
+
+    def forward(self, x: Tensor) -> Tokens:
+        x = self._check(x)
+        h, w = x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
+        if self.stem == "patch":
+            tokens = self.patch_embed(x)
+        else:
+            tokens = rearrange(self.patch_embed(x), "b d h w -> b (h w) d")
+        pos = None
+        if self.pos_embed is not None:
+            pos = self.pos_embed
+            if (h, w) != self.grid_size:
+                pos = resample_abs_pos_embed(pos, (h, w), self.grid_size, num_prefix_tokens=0)
+            pos = pos.expand(x.shape[0], -1, -1)
+        meta = {"grid": (h, w), "img_size": (x.shape[2], x.shape[3])}
+        return Tokens(tokens, mask=None, pos=pos, modality=self.modality, meta=meta)
