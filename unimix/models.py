@@ -84,9 +84,14 @@ def _create(variant: str, dim: int, depth: int, tokenizer: Any = "pointcloud", t
     drop_rate = kwargs.pop("drop_rate", 0.0)
     backbone = Backbone(tokenizer, block=block, dim=dim, depth=depth, tokenizer_kwargs=tokenizer_kwargs,
                         class_token=pool == "cls", drop_rate=drop_rate, **kwargs)
-    if task is None:
-        return backbone
-    return UnimixModel(backbone, task, num_classes, pool=pool, drop_rate=drop_rate)
+    model = backbone if task is None else UnimixModel(backbone, task, num_classes, pool=pool, drop_rate=drop_rate)
+    # Everything needed to rebuild the architecture (for save/load); modules are not serialisable.
+    if isinstance(tokenizer, (str, list, tuple)):
+        model.unimix_config = dict(
+            model_name=variant, tokenizer=tokenizer if isinstance(tokenizer, str) else list(tokenizer), task=task,
+            num_classes=num_classes, pool=pool, block=block, tokenizer_kwargs=tokenizer_kwargs, drop_rate=drop_rate, **kwargs,
+        )
+    return model
 
 
 def _register(fn):
