@@ -88,7 +88,7 @@ def _create(variant: str, dim: int, depth: int, tokenizer: Any = "pointcloud", t
     # Everything needed to rebuild the architecture (for save/load); modules are not serialisable.
     if isinstance(tokenizer, (str, list, tuple)):
         model.unimix_config = dict(
-            model_name=variant, tokenizer=tokenizer if isinstance(tokenizer, str) else list(tokenizer), task=task,
+            model_name=variant, dim=dim, depth=depth, tokenizer=tokenizer if isinstance(tokenizer, str) else list(tokenizer), task=task,
             num_classes=num_classes, pool=pool, block=block, tokenizer_kwargs=tokenizer_kwargs, drop_rate=drop_rate, **kwargs,
         )
     return model
@@ -102,19 +102,19 @@ def _register(fn):
 @_register
 def unimix_t(**kwargs) -> nn.Module:
     """Tiny: 192 wide, 6 blocks."""
-    return _create("unimix_t", dim=192, depth=6, **kwargs)
+    return _create("unimix_t", **{"dim": 192, "depth": 6, **kwargs})
 
 
 @_register
 def unimix_s(**kwargs) -> nn.Module:
     """Small: 384 wide, 8 blocks (the ``Backbone`` defaults)."""
-    return _create("unimix_s", dim=384, depth=8, **kwargs)
+    return _create("unimix_s", **{"dim": 384, "depth": 8, **kwargs})
 
 
 @_register
 def unimix_b(**kwargs) -> nn.Module:
     """Base: 768 wide, 12 blocks."""
-    return _create("unimix_b", dim=768, depth=12, num_heads=kwargs.pop("num_heads", 12), **kwargs)
+    return _create("unimix_b", **{"dim": 768, "depth": 12, "num_heads": 12, **kwargs})
 
 
 def list_models(filter: str = "*") -> list[str]:
