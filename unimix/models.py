@@ -14,17 +14,19 @@ from torch import nn
 
 from ._names import resolve_name
 from .backbone import Backbone
+from .checkpoint import PretrainedMixin
 from .tasks import TASKS, ClassificationHead, SegmentationHead
 from .tokens import Tokens
 
 _MODELS: dict[str, Any] = {}
 
 
-class UnimixModel(nn.Module):
+class UnimixModel(PretrainedMixin, nn.Module):
     """A backbone and one task head, with timm's model interface.
 
     ``forward_features`` -> :class:`Tokens`, ``forward_head(tokens, pre_logits=False)`` -> logits,
-    ``reset_classifier(n)``, ``num_features``, ``group_matcher`` (layer-wise LR decay).
+    ``reset_classifier(n)``, ``num_features``, ``group_matcher`` (layer-wise LR decay),
+    ``save_pretrained(dir)`` (reload with :func:`unimix.from_pretrained`).
     """
 
     def __init__(self, backbone: Backbone, task: str = "classification", num_classes: int = 0, pool: str = "mean", drop_rate: float = 0.0):
