@@ -15,6 +15,7 @@ from torch import nn
 from ._names import resolve_name
 from .backbone import Backbone
 from .checkpoint import PretrainedMixin
+from .layers import BLOCKS
 from .tasks import TASKS, ClassificationHead, SegmentationHead
 from .tokens import Tokens
 
@@ -69,6 +70,14 @@ class UnimixModel(PretrainedMixin, nn.Module):
         return self
 
 
+def _default_heads(dim: int) -> int:
+    """64-wide heads (ViT's choice), or the largest head count below that divides ``dim``."""
+    heads = max(1, dim // 64)
+    while dim % heads:
+        heads -= 1
+    return heads
+
+
 _GRAPH_LEVEL = {"classification": "graph", "segmentation": "node"}
 
 
@@ -84,6 +93,8 @@ def _create(variant: str, dim: int, depth: int, tokenizer: Any = "pointcloud", t
     if task is not None and isinstance(tokenizer, str) and tokenizer.lower() == "graph":
         tokenizer_kwargs.setdefault("level", _GRAPH_LEVEL[resolve_name("task", task, TASKS)])
     drop_rate = kwargs.pop("drop_rate", 0.0)
+    if resolve_name("block", block, BLOCKS) == "external_attention" and "num_heads" not in kwargs:
+        kwargs["num_heads"] = _default_heads(dim)
     backbone = Backbone(tokenizer, block=block, dim=dim, depth=depth, tokenizer_kwargs=tokenizer_kwargs,
                         class_token=pool == "cls", drop_rate=drop_rate, **kwargs)
     model = backbone if task is None else UnimixModel(backbone, task, num_classes, pool=pool, drop_rate=drop_rate)
@@ -103,20 +114,20 @@ def _register(fn):
 
 @_register
 def unimix_t(**kwargs) -> nn.Module:
-    """Tiny: 192 wide, 6 blocks."""
+    """Tiny: 192 wide, 6 blocks, 3 heads."""
     return _create("unimix_t", **{"dim": 192, "depth": 6, **kwargs})
 
 
 @_register
 def unimix_s(**kwargs) -> nn.Module:
-    """Small: 384 wide, 8 blocks (the ``Backbone`` defaults)."""
+    """Small: 384 wide, 8 blocks, 6 heads."""
     return _create("unimix_s", **{"dim": 384, "depth": 8, **kwargs})
 
 
 @_register
 def unimix_b(**kwargs) -> nn.Module:
-    """Base: 768 wide, 12 blocks."""
-    return _create("unimix_b", **{"dim": 768, "depth": 12, "num_heads": 12, **kwargs})
+    """Base: 768 wide, 12 blocks, 12 heads."""
+    return _create("unimix_b", **{"dim": 768, "depth": 12, **kwargs})
 
 
 def list_models(filter: str = "*") -> list[str]:
