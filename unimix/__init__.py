@@ -4,6 +4,7 @@ from .checkpoint import from_pretrained, load_checkpoint, save_checkpoint, save_
 from .layers import BLOCKS, Trunk
 from .models import UnimixModel, create_model, list_models
 from .tasks import ClassificationHead, SegmentationHead
+from .timm_weights import from_timm
 from .tokenizers import TOKENIZERS, GraphTokenizer, ImageTokenizer, PointCloudTokenizer, create_tokenizer
 from .tokens import Tokens
 

@@ -49,7 +49,8 @@ class GMLPBlock(nn.Module):
         self.mlp_channels.fc1 = nn.Linear(dim, hidden)
         self.mlp_channels.act = act_layer()
         self.mlp_channels.drop1 = nn.Dropout(drop)
-        self.mlp_channels.gate = SpatialGatingUnit(hidden, num_tokens, norm_layer)
+        # The gate's norm is a plain LayerNorm (eps 1e-5), as in the paper and timm, whatever norm_layer is.
+        self.mlp_channels.gate = SpatialGatingUnit(hidden, num_tokens)
         self.mlp_channels.fc2 = nn.Linear(hidden // 2, dim)
         self.mlp_channels.drop2 = nn.Dropout(drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
