@@ -136,7 +136,7 @@ class Backbone(nn.Module):
     def group_matcher(self, coarse: bool = False, prefix: str = "") -> dict:
         """timm-style parameter groups: tokenizers (+ class token) are the stem, then one group per block."""
         return {
-            "stem": rf"^{prefix}(tokenizers|cls_token)",
+            "stem": rf"^{prefix}(?:tokenizers|cls_token)",
             "blocks": rf"^{prefix}trunk\.blocks\.(\d+)" if coarse else [(rf"^{prefix}trunk\.blocks\.(\d+)", None), (rf"^{prefix}trunk\.norm", (99999,))],
         }
 
