@@ -1,0 +1,316 @@
+"""``unimix train | eval | predict``: the fine-tuning API driven by a YAML or JSON config.
+
+::
+
+    unimix train config.yaml [--set train.epochs=5 --set model.dim=64]
+    unimix eval config.yaml [--model runs/shapes/best] [--split val|test]
+    unimix predict runs/shapes/best chair.ply [more files]
+
+A config has four parts (every key maps onto the Python API)::
+
+    model:            # unimix.create_model(**model), or {pretrained: dir_or_hub_id, num_classes: N}
+      name: unimix_s
+      tokenizer: pointcloud
+      num_classes: 12
+      dim: 64
+      depth: 4
+    data:             # shapes | planetoid | tudataset | npz (see build_data)
+      kind: shapes
+      num_per_class: 16
+      num_points: 512
+    train:            # unimix.Trainer(**train)
+      epochs: 10
+      lr: 0.001
+      strategy: full
+    output_dir: runs/shapes
+
+Under ``torchrun --nproc_per_node=N -m unimix.cli train config.yaml`` the same run uses DDP.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+DATA_KINDS = ("shapes", "planetoid", "tudataset", "npz")
+POINT_SUFFIXES = (".ply", ".pcd", ".xyz", ".xyzn", ".pts", ".npy", ".off", ".obj", ".stl")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+# ----------------------------------------------------------------------------- config
+def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
+    """Read YAML or JSON; ``overrides`` are ``dotted.key=value`` strings (values parsed as YAML)."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No config file '{path}'.")
+    text = path.read_text()
+    config = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(config, dict):
+        raise ValueError(f"Config '{path}' must be a mapping with model/data/train sections; got {type(config).__name__}.")
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set expects key.sub=value; got '{item}'.")
+        key, value = item.split("=", 1)
+        node = config
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {key}: '{p}' is not a section.")
+        node[last] = yaml.safe_load(value)
+    unknown = set(config) - {"model", "data", "train", "output_dir", "seed"}
+    if unknown:
+        raise ValueError(f"Unknown config section(s) {sorted(unknown)}; expected model, data, train, output_dir.")
+    return config
+
+
+# ----------------------------------------------------------------------------- data
+def build_data(data: dict, model_cfg: dict) -> dict[str, Any]:
+    """``{"train", "val", "test", "class_names", "preprocess"}`` for a data section.
+
+    Kinds:
+        shapes: generated point clouds (``num_per_class``, ``num_points``, ``seed``, ``val_per_class``,
+            ``rotation``); ``task: segmentation`` trains on part labels.
+        planetoid: node classification on ``name`` (Cora...) from ``root``; inputs are hop features.
+        tudataset: graph classification on ``name`` (MUTAG...) from ``root``; ``val_fraction`` split.
+        npz: ``train``/``val`` files holding arrays ``x`` and ``y``.
+    """
+    from ._names import resolve_name
+
+    data = dict(data)
+    kind = resolve_name("data kind", data.pop("kind", "shapes"), DATA_KINDS)
+    seed = int(data.pop("seed", 0))
+    if kind == "shapes":
+        from .data.shapes import SHAPE_CLASSES, ShapesDataset
+
+        n, pts = int(data.pop("num_per_class", 16)), int(data.pop("num_points", 1024))
+        val_n = int(data.pop("val_per_class", max(1, n // 4)))
+        kw = dict(num_points=pts, rotation=data.pop("rotation", "z"))
+        out = {"train": ShapesDataset(n, seed=seed, **kw), "val": ShapesDataset(val_n, seed=seed + 1, **kw),
+               "test": ShapesDataset(val_n, seed=seed + 2, **kw), "class_names": list(SHAPE_CLASSES),
+               "preprocess": {"modality": "pointcloud", "num_points": pts, "normalize": "unit_sphere"}}
+    elif kind == "planetoid":
+        from .data import load_planetoid
+        from .tokenizers.graph import AddHopFeatures
+
+        hops = int((model_cfg.get("tokenizer_kwargs") or {}).get("num_hops", 3))
+        g = AddHopFeatures(hops)(load_planetoid(data.pop("name", "Cora"), root=data.pop("root", None))[0])
+        split = {s: getattr(g, f"{s}_mask") for s in ("train", "val", "test")}
+        out = {s: (g.hops[m], g.y[m]) for s, m in split.items()}
+        out.update(class_names=None, preprocess={"modality": "graph"})
+    elif kind == "tudataset":
+        from .data import load_tudataset
+
+        ds = load_tudataset(data.pop("name", "MUTAG"), root=data.pop("root", None))
+        perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed)).tolist()
+        n_val = max(1, int(len(ds) * float(data.pop("val_fraction", 0.2))))
+        graphs = [ds[i] for i in perm]
+        out = {"train": graphs[2 * n_val:], "val": graphs[:n_val], "test": graphs[n_val:2 * n_val], "class_names": None,
+               "preprocess": {"modality": "graph"}}
+    else:
+        def load(file):
+            arrays = np.load(file)
+            return torch.as_tensor(arrays["x"]).float(), torch.as_tensor(arrays["y"]).long()
+
+        if "train" not in data:
+            raise ValueError("data kind 'npz' needs train: path.npz (arrays x and y) and optionally val: path.npz.")
+        out = {"train": load(data.pop("train")), "class_names": data.pop("class_names", None), "preprocess": {}}
+        out["val"] = load(data.pop("val")) if "val" in data else None
+        out["test"] = out["val"]
+    if data:
+        raise ValueError(f"Unknown data option(s) {sorted(data)} for kind '{kind}'.")
+    return out
+
+
+def build_model(model_cfg: dict):
+    from .checkpoint import from_pretrained
+    from .models import create_model
+
+    cfg = dict(model_cfg)
+    if "pretrained" in cfg:
+        source = cfg.pop("pretrained")
+        return from_pretrained(source, num_classes=cfg.pop("num_classes", None), strict=cfg.pop("strict", True), **cfg)
+    return create_model(cfg.pop("name", "unimix_s"), **cfg)
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_train(args) -> int:
+    from . import distributed as D
+    from .checkpoint import save_pretrained
+    from .finetune import Trainer
+
+    config = load_config(args.config, args.set)
+    model_cfg = config.get("model") or {}
+    data = build_data(config.get("data") or {}, model_cfg)
+    model = build_model(model_cfg)
+    train_cfg = dict(config.get("train") or {})
+    out = config.get("output_dir")
+    extra = {"class_names": data["class_names"], "preprocess": data["preprocess"]}
+    trainer = Trainer(model, output_dir=out, save_extra=extra, seed=config.get("seed", 0), **train_cfg)
+    history = trainer.fit(data["train"], data["val"])
+    if out is not None and D.is_main_process():
+        save_pretrained(model, Path(out) / "final", extra=extra)
+    D.print0(json.dumps(history[-1] if history else {}))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from . import distributed as D
+    from .checkpoint import from_pretrained
+    from .finetune import Trainer
+
+    config = load_config(args.config, args.set)
+    model_dir = args.model or (Path(config["output_dir"]) / "best" if config.get("output_dir") else None)
+    if model_dir is None:
+        raise ValueError("Pass --model DIR or set output_dir in the config (its best/ folder is evaluated).")
+    model = from_pretrained(model_dir)
+    data = build_data(config.get("data") or {}, model.unimix_config)
+    if data.get(args.split) is None:
+        raise ValueError(f"The data section gives no '{args.split}' split.")
+    train_cfg = {k: v for k, v in (config.get("train") or {}).items() if k in ("batch_size", "precision", "modality", "input_key", "target_key")}
+    metrics = Trainer(model, progress=False, verbose=False, **train_cfg).evaluate(data[args.split], split=args.split)
+    D.print0(json.dumps(metrics))
+    return 0
+
+
+def _ply_has_faces(path: Path) -> bool:
+    with open(path, "rb") as f:
+        for raw in f:
+            line = raw.decode("ascii", "replace").split()
+            if line[:2] == ["element", "face"]:
+                return int(line[2]) > 0
+            if line[:1] == ["end_header"]:
+                return False
+    return False
+
+
+def read_points(path: str | Path, num_points: int | None = None) -> torch.Tensor:
+    """A point cloud ``[P, 3]`` from ``.ply/.pcd/.xyz/.pts/.npy`` or sampled from a mesh (``.off/.obj/.stl``,
+    or a ``.ply`` holding faces)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No file '{path}'.")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        pts = np.load(path, allow_pickle=False)
+    else:
+        try:
+            import open3d as o3d
+        except ImportError as err:
+            raise ImportError(f"Reading '{suffix}' files needs open3d (pip install open3d-cpu; on Debian also "
+                              "apt-get install libusb-1.0-0), or pass a .npy array [P, 3].") from err
+        o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)  # keep stdout for results
+        pts = np.zeros((0, 3))
+        if suffix in (".off", ".obj", ".stl") or (suffix == ".ply" and _ply_has_faces(path)):
+            mesh = o3d.io.read_triangle_mesh(str(path))
+            if len(mesh.triangles):
+                pts = np.asarray(mesh.sample_points_uniformly(num_points or 2048, seed=0).points)
+        if len(pts) == 0 and suffix not in (".off", ".obj", ".stl"):
+            pts = np.asarray(o3d.io.read_point_cloud(str(path)).points)
+    pts = np.asarray(pts, dtype=np.float32)
+    if pts.ndim != 2 or pts.shape[1] < 3 or len(pts) == 0:
+        raise ValueError(f"'{path}' holds no points (got an array of shape {pts.shape}); expected [P, 3].")
+    return torch.from_numpy(pts[:, :3].copy())
+
+
+def prepare_points(pts: torch.Tensor, preprocess: dict) -> torch.Tensor:
+    """What the training data went through: centring + unit-sphere scaling, resampling to ``num_points``."""
+    if preprocess.get("normalize") == "unit_sphere":
+        pts = pts - (pts.amax(0) + pts.amin(0)) / 2
+        pts = pts / pts.norm(dim=1).amax().clamp_min(1e-12)
+    n = preprocess.get("num_points")
+    if n and len(pts) != n:
+        g = torch.Generator().manual_seed(0)
+        idx = torch.randperm(len(pts), generator=g)[:n] if len(pts) > n else torch.cat([torch.arange(len(pts)), torch.randint(len(pts), (n - len(pts),), generator=g)])
+        pts = pts[idx]
+    return pts
+
+
+def read_image(path: str | Path, tokenizer) -> torch.Tensor:
+    from PIL import Image
+
+    img = Image.open(path).convert("RGB" if tokenizer.in_chans == 3 else "L")
+    img = img.resize(tuple(reversed(tokenizer.img_size)))
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
+    return (x.unsqueeze(-1) if x.ndim == 2 else x).permute(2, 0, 1)
+
+
+def predict_files(model, files: list[str], info: dict | None = None) -> list[dict]:
+    """Class index, name and probability for each file, exactly as ``model(x)`` would give."""
+    info = info or {}
+    names = info.get("class_names")
+    preprocess = info.get("preprocess") or {}
+    modalities = model.backbone.modalities
+    model.eval()
+    results = []
+    for f in files:
+        suffix = Path(f).suffix.lower()
+        if suffix in IMAGE_SUFFIXES and "image" in modalities:
+            x, modality = read_image(f, model.backbone.tokenizers["image"]).unsqueeze(0), "image"
+        elif suffix in POINT_SUFFIXES and "pointcloud" in modalities:
+            x, modality = prepare_points(read_points(f, preprocess.get("num_points")), preprocess).unsqueeze(0), "pointcloud"
+        else:
+            raise ValueError(f"Cannot predict on '{f}' with a model for {modalities}: point clouds take "
+                             f"{', '.join(POINT_SUFFIXES)}; images take {', '.join(IMAGE_SUFFIXES)}.")
+        with torch.no_grad():
+            logits = model(x, modality)
+        if logits.ndim != 2:
+            raise ValueError("`unimix predict` prints one class per file; this model predicts per element (segmentation).")
+        prob = logits.softmax(-1)[0]
+        k = int(prob.argmax())
+        results.append({"file": str(f), "class": k, "name": names[k] if names else str(k), "prob": float(prob[k])})
+    return results
+
+
+def cmd_predict(args) -> int:
+    from .checkpoint import from_pretrained
+
+    model = from_pretrained(args.model)
+    for r in predict_files(model, args.files, model.pretrained_info):
+        print(f"{r['file']}\t{r['name']}\t{r['prob']:.3f}" if args.verbose else r["name"])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="unimix", description="Train, evaluate and run unimix models from a YAML/JSON config.")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train or fine-tune (unimix.Trainer) as the config says")
+    t.add_argument("config")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config entry, e.g. train.epochs=3")
+    t.set_defaults(fn=cmd_train)
+    e = sub.add_parser("eval", help="evaluate a saved model on the config's data")
+    e.add_argument("config")
+    e.add_argument("--model", help="model folder or Hub id (default: <output_dir>/best)")
+    e.add_argument("--split", default="val", choices=("train", "val", "test"))
+    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    e.set_defaults(fn=cmd_eval)
+    r = sub.add_parser("predict", help="print the class of each input file")
+    r.add_argument("model", help="model folder or Hub id written by save_pretrained / unimix train")
+    r.add_argument("files", nargs="+")
+    r.add_argument("-v", "--verbose", action="store_true", help="also print the file name and probability")
+    r.set_defaults(fn=cmd_predict)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
+        print(f"unimix {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        from . import distributed as D
+
+        D.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
