@@ -1,72 +1,233 @@
-"""Farthest-point sampling and k-nearest-neighbour grouping, batched, in plain PyTorch.
+"""Farthest-point sampling and k-nearest-neighbour grouping, batched, with a backend per device.
 
-No CUDA extension: these run on any device. Memory is ``O(B * G * P)`` for ``G`` centres and ``P``
-points (never ``P x P``); kNN works through the centres in chunks so that large clouds stay bounded.
+No CUDA extension: everything runs on any device. Two backends each, picked automatically:
+
+- **FPS.** On CUDA (or when open3d is missing), a batched PyTorch loop: one step per centre, all
+  clouds at once. On CPU, open3d's C++ ``farthest_point_down_sample`` per cloud, which is several
+  times faster there than any per-step PyTorch loop. Both measure squared distances in float64 from
+  the same start point and break ties by the lowest index, so they pick **the same indices** (tested
+  against a naive reference).
+- **kNN.** On CUDA, chunked distance blocks + ``topk``. On CPU, a scipy k-d tree per cloud in a
+  thread pool (scipy releases the GIL), far cheaper than sorting distance blocks. Both return the
+  same neighbours sorted by distance (ties between equidistant points may be ordered differently).
+
+Memory is ``O(B * G * P)`` at most for ``G`` centres and ``P`` points, never ``P x P``.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+import numpy as np
 import torch
 from torch import Tensor
 
-# Upper bound on B * g * P elements held at once by knn (about 64 MB of float32).
+# Upper bound on B * g * P elements held at once by the torch kNN (about 64 MB of float32).
 _KNN_CHUNK_ELEMENTS = 1 << 24
+FPS_BACKENDS = ("auto", "torch", "open3d")
+KNN_BACKENDS = ("auto", "torch", "scipy")
+
+
+def _check_backend(kind: str, backend: str, valid: tuple[str, ...]) -> str:
+    b = str(backend).lower()
+    if b not in valid:
+        raise ValueError(f"Unknown {kind} backend {backend!r}; expected one of {valid}.")
+    return b
+
+
+@lru_cache(maxsize=1)
+def _open3d_available() -> bool:
+    try:
+        import open3d  # noqa: F401
+    except Exception:  # ImportError, or a missing system library (libusb / libGL)
+        return False
+    return True
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="unimix-knn")
+
+
+def resolve_fps_backend(xyz: Tensor, backend: str = "auto") -> str:
+    """The FPS backend ``auto`` stands for on this input: ``open3d`` on CPU when importable, else ``torch``."""
+    b = _check_backend("FPS", backend, FPS_BACKENDS)
+    if b == "auto":
+        return "open3d" if xyz.device.type == "cpu" and _open3d_available() else "torch"
+    return b
+
+
+def start_indices(xyz: Tensor, mask: Tensor | None = None) -> Tensor:
+    """``[B]`` index of the valid point farthest from its cloud's centroid (order-independent start)."""
+    if mask is None:
+        centroid = xyz.mean(1, keepdim=True)
+    else:
+        m = mask.unsqueeze(-1).to(xyz.dtype)
+        centroid = (xyz * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1)
+    d0 = (xyz - centroid).square().sum(-1)
+    if mask is not None:
+        d0 = d0.masked_fill(~mask, -1.0)
+    return d0.argmax(-1)
 
 
 def farthest_point_sample(
-    xyz: Tensor, num_samples: int, mask: Tensor | None = None, start: Tensor | None = None
+    xyz: Tensor, num_samples: int, mask: Tensor | None = None, start: Tensor | None = None, backend: str = "auto",
+    ordered: bool = True,
 ) -> Tensor:
     """Pick ``num_samples`` indices per cloud, each the farthest from those already picked.
 
     Args:
         xyz: ``[B, P, 3]`` coordinates.
-        num_samples: ``G``, at most the number of valid points of every cloud.
+        num_samples: ``G``, at most the number of distinct valid points of every cloud.
         mask: ``[B, P]`` bool, ``True`` for real points (padding is never picked).
         start: ``[B]`` first index per cloud. By default the point farthest from the cloud's
             centroid, which makes the result independent of the order of the points.
+        backend: ``auto`` (open3d on CPU, torch elsewhere), ``torch`` or ``open3d``.
+        ordered: return the picks in the order FPS made them. ``False`` returns the same set in a
+            canonical order instead (by distance to the start point, then index), which is just as
+            independent of the input's point order and cheaper with the open3d backend (its C++
+            FPS returns the set, whose pick order then takes a second, ``G x G`` pass).
 
     Returns:
-        ``[B, G]`` long indices into ``P``.
+        ``[B, G]`` long indices into ``P``, on the device of ``xyz``.
+
+    Raises:
+        ValueError: a cloud has fewer distinct valid points than ``num_samples`` (FPS would have to
+            pick the same location twice).
     """
     b, p, _ = xyz.shape
     xyz = xyz.detach()
+    counts = [p] * b if mask is None else mask.sum(1).tolist()
+    few = [i for i, n in enumerate(counts) if n < num_samples]
+    if few:
+        raise ValueError(
+            f"Cloud {few[0]} has {counts[few[0]]} valid points, fewer than the {num_samples} to sample; "
+            f"sample at most {counts[few[0]]} or resample the cloud to more points."
+        )
     if start is None:
-        if mask is None:
-            centroid = xyz.mean(1, keepdim=True)
-        else:
-            m = mask.unsqueeze(-1).to(xyz.dtype)
-            centroid = (xyz * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1)
-        d0 = (xyz - centroid).square().sum(-1)
-        if mask is not None:
-            d0 = d0.masked_fill(~mask, -1.0)
-        start = d0.argmax(-1)
-    dist = torch.full((b, p), float("inf"), device=xyz.device, dtype=xyz.dtype)
-    if mask is not None:
-        dist = dist.masked_fill(~mask, -1.0)
-    idx = torch.empty(b, num_samples, dtype=torch.long, device=xyz.device)
-    batch = torch.arange(b, device=xyz.device)
-    far = start.to(xyz.device).long()
-    for i in range(num_samples):
-        idx[:, i] = far
-        centre = xyz[batch, far].unsqueeze(1)
-        dist = torch.minimum(dist, (xyz - centre).square().sum(-1))
-        far = dist.argmax(-1)
+        start = start_indices(xyz, mask)
+    start = start.to(xyz.device).long()
+    if resolve_fps_backend(xyz, backend) == "open3d":
+        idx = _fps_open3d(xyz, num_samples, mask, start)  # the set, in index order
+        if ordered:
+            # The i-th pick is also the farthest point of the picked set from the first i - 1 picks
+            # (ties included: it is the lowest index among them), so FPS over the set restores the order.
+            first = (idx == start.unsqueeze(1)).long().argmax(1)
+            idx = idx.gather(1, _fps_torch(gather_points(xyz, idx), num_samples, None, first))
+    else:
+        idx = _fps_torch(xyz, num_samples, mask, start)
+    _check_distinct(xyz, idx)
+    if not ordered:
+        idx = canonical_order(xyz, idx, start)
     return idx
 
 
-def knn(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None = None) -> Tensor:
+def canonical_order(xyz: Tensor, idx: Tensor, start: Tensor) -> Tensor:
+    """Sort picked indices ``[B, G]`` by squared distance (float64) to the start point, then by index."""
+    idx = idx.sort(1).values  # index as the tie-break of the stable sort below
+    origin = gather_points(xyz, start.view(-1, 1)).double()
+    d = (gather_points(xyz, idx).double() - origin).square().sum(-1)
+    return idx.gather(1, d.sort(dim=1, stable=True).indices)
+
+
+def _check_distinct(xyz: Tensor, idx: Tensor) -> None:
+    # FPS picks are ever closer to the earlier ones: if the last pick has a twin among them, the
+    # cloud ran out of distinct points.
+    if idx.shape[1] < 2:
+        return
+    c = gather_points(xyz, idx)
+    gap = (c[:, :-1] - c[:, -1:]).square().sum(-1).min(-1).values
+    bad = (gap == 0).nonzero().flatten().tolist()
+    if bad:
+        raise _too_few_distinct(bad[0], idx.shape[1])
+
+
+def _too_few_distinct(cloud: int, g: int) -> ValueError:
+    return ValueError(
+        f"Cloud {cloud} has fewer than {g} distinct points (duplicates), so farthest-point sampling "
+        f"cannot pick {g} different centres. Use num_groups <= the number of distinct points, or "
+        "remove duplicates (torch.unique(points, dim=0)) and resample."
+    )
+
+
+def _fps_torch(xyz: Tensor, g: int, mask: Tensor | None, start: Tensor) -> Tensor:
+    """Batched loop, one step per centre. Distances in float64, like open3d."""
+    b, p, _ = xyz.shape
+    x = xyz.double().transpose(1, 2).contiguous()  # b 3 p
+    flat = xyz.double().reshape(-1, 3)
+    offset = torch.arange(b, device=xyz.device) * p
+    dist = torch.full((b, p), float("inf"), dtype=torch.float64, device=xyz.device)
+    if mask is not None:
+        dist = dist.masked_fill(~mask, -1.0)
+    far, picks = start, []
+    for _ in range(g):
+        picks.append(far)
+        centre = flat.index_select(0, far + offset).unsqueeze(2)  # b 3 1
+        torch.minimum(dist, x.sub(centre).square_().sum(1), out=dist)
+        far = dist.argmax(-1)
+    return torch.stack(picks, 1)
+
+
+def _fps_open3d(xyz: Tensor, g: int, mask: Tensor | None, start: Tensor) -> Tensor:
+    """open3d's C++ FPS per cloud. The point index rides along as the colour so it comes back."""
+    import open3d as o3d
+
+    pts = xyz.double().cpu().numpy()
+    valid = None if mask is None else mask.cpu().numpy()
+    starts = start.cpu().numpy()
+    out = np.empty((pts.shape[0], g), dtype=np.int64)
+    for i in range(pts.shape[0]):
+        if valid is None:
+            keep, s = None, int(starts[i])
+            cloud = pts[i]
+        else:
+            keep = np.flatnonzero(valid[i])
+            cloud, s = pts[i, keep], int(np.searchsorted(keep, starts[i]))
+        pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud))
+        pcd.colors = _index_colours(len(cloud))
+        picked = np.asarray(pcd.farthest_point_down_sample(g, s).colors)[:, 0].astype(np.int64)
+        if len(picked) < g:  # open3d repeats its last pick once only duplicates are left
+            raise _too_few_distinct(i, g)
+        out[i] = picked if keep is None else keep[picked]
+    return torch.from_numpy(out).to(xyz.device)
+
+
+@lru_cache(maxsize=8)
+def _index_colours(n: int):
+    import open3d as o3d
+
+    c = np.zeros((n, 3))
+    c[:, 0] = np.arange(n)
+    return o3d.utility.Vector3dVector(c)
+
+
+def knn(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None = None, backend: str = "auto") -> Tensor:
     """Indices of the ``k`` nearest valid points of ``xyz [B, P, 3]`` for each ``query [B, G, 3]``.
 
     Returns ``[B, G, k]`` sorted by distance. A cloud with fewer than ``k`` valid points repeats
-    its nearest point to fill the group.
+    its nearest point to fill the group. ``backend``: ``auto`` (scipy k-d trees on CPU for large
+    problems, torch otherwise), ``torch`` or ``scipy``.
     """
     b, g, _ = query.shape
     p = xyz.shape[1]
+    name = _check_backend("kNN", backend, KNN_BACKENDS)
+    if name == "auto":
+        name = "scipy" if xyz.device.type == "cpu" and b * g * p >= 1 << 18 else "torch"
+    if name == "scipy":
+        return _knn_scipy(query, xyz, k, mask)
+    return _knn_torch(query, xyz, k, mask)
+
+
+def _knn_torch(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None) -> Tensor:
+    b, g, _ = query.shape
+    p = xyz.shape[1]
     k_eff = min(k, p)
+    query, xyz = query.detach(), xyz.detach()
     step = max(1, _KNN_CHUNK_ELEMENTS // max(1, b * p))
     out = []
     for s in range(0, g, step):
-        q = query[:, s : s + step]
-        d = (q.unsqueeze(2) - xyz.unsqueeze(1)).square().sum(-1)  # b g' p
+        d = torch.cdist(query[:, s : s + step], xyz, compute_mode="donot_use_mm_for_euclid_dist")  # b g' p
         if mask is not None:
             d = d.masked_fill(~mask.unsqueeze(1), float("inf"))
         dist, idx = d.topk(k_eff, dim=-1, largest=False)
@@ -77,6 +238,30 @@ def knn(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None = None) -> Tenso
     if k_eff < k:
         idx = torch.cat([idx, idx[..., :1].expand(-1, -1, k - k_eff)], -1)
     return idx
+
+
+def _knn_scipy(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None) -> Tensor:
+    from scipy.spatial import cKDTree
+
+    q = query.detach().double().cpu().numpy()
+    pts = xyz.detach().double().cpu().numpy()
+    valid = None if mask is None else mask.cpu().numpy()
+
+    def one(i: int) -> np.ndarray:
+        keep = None if valid is None else np.flatnonzero(valid[i])
+        cloud = pts[i] if keep is None else pts[i, keep]
+        kk = min(k, len(cloud))
+        _, nn = cKDTree(cloud).query(q[i], kk)
+        nn = nn.reshape(q.shape[1], kk)
+        if kk < k:
+            nn = np.concatenate([nn, np.repeat(nn[:, :1], k - kk, 1)], 1)
+        return nn if keep is None else keep[nn]
+
+    if q.shape[0] == 1:
+        res = [one(0)]
+    else:
+        res = list(_pool().map(one, range(q.shape[0])))
+    return torch.from_numpy(np.stack(res).astype(np.int64)).to(xyz.device)
 
 
 def gather_points(x: Tensor, idx: Tensor) -> Tensor:

@@ -1,0 +1,114 @@
+"""Farthest-point sampling and kNN: every backend against naive references."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unimix.tokenizers import PointCloudTokenizer
+from unimix.tokenizers.grouping import _open3d_available, farthest_point_sample, knn, start_indices
+
+BACKENDS = ["torch"] + (["open3d"] if _open3d_available() else [])
+
+
+def naive_fps(xyz: torch.Tensor, g: int, start: torch.Tensor) -> torch.Tensor:
+    """One cloud at a time, one point at a time (float64)."""
+    out = torch.empty(xyz.shape[0], g, dtype=torch.long)
+    for b, cloud in enumerate(xyz.double()):
+        dist = torch.full((cloud.shape[0],), float("inf"), dtype=torch.float64)
+        far = int(start[b])
+        for i in range(g):
+            out[b, i] = far
+            dist = torch.minimum(dist, ((cloud - cloud[far]) ** 2).sum(-1))
+            far = int(dist.argmax())
+    return out
+
+
+def naive_knn(query: torch.Tensor, xyz: torch.Tensor, k: int) -> torch.Tensor:
+    d = ((query.double()[:, :, None] - xyz.double()[:, None]) ** 2).sum(-1)
+    return d.argsort(dim=-1, stable=True)[..., :k]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fps_matches_naive_reference(backend, seed):
+    xyz = torch.randn(3, 300, 3, generator=torch.Generator().manual_seed(seed))
+    start = torch.randint(0, 300, (3,), generator=torch.Generator().manual_seed(seed))
+    got = farthest_point_sample(xyz, 40, start=start, backend=backend)
+    assert torch.equal(got, naive_fps(xyz, 40, start))
+
+
+def test_fps_backends_agree_with_padding_and_canonical_order():
+    g = torch.Generator().manual_seed(3)
+    xyz = torch.rand(3, 200, 3, generator=g)
+    mask = torch.ones(3, 200, dtype=torch.bool)
+    mask[1, 120:] = False
+    mask[2, ::3] = False
+    outs = [farthest_point_sample(xyz, 32, mask, backend=b) for b in BACKENDS]
+    for o in outs:
+        assert mask.gather(1, o).all(), "padding was picked"
+        assert torch.equal(o, outs[0])
+    ref = naive_fps(xyz[1:2, :120], 32, start_indices(xyz[1:2, :120]))
+    assert torch.equal(outs[0][1:2], ref)
+    unordered = [farthest_point_sample(xyz, 32, mask, backend=b, ordered=False) for b in BACKENDS]
+    for u in unordered:
+        assert torch.equal(u, unordered[0])
+        assert torch.equal(u.sort(1).values, outs[0].sort(1).values)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fps_is_independent_of_point_order(backend):
+    xyz = torch.randn(2, 256, 3, generator=torch.Generator().manual_seed(4))
+    perm = torch.randperm(256, generator=torch.Generator().manual_seed(5))
+    a = xyz.gather(1, farthest_point_sample(xyz, 32, backend=backend, ordered=False).unsqueeze(-1).expand(-1, -1, 3))
+    p = xyz[:, perm]
+    b = p.gather(1, farthest_point_sample(p, 32, backend=backend, ordered=False).unsqueeze(-1).expand(-1, -1, 3))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fps_errors_on_too_few_distinct_points(backend):
+    dup = torch.randn(1, 10, 3).repeat(1, 10, 1)  # 100 points, 10 distinct
+    with pytest.raises(ValueError, match="fewer than 16 distinct points"):
+        farthest_point_sample(dup, 16, backend=backend)
+    with pytest.raises(ValueError, match="100 valid points, fewer than the 128"):
+        farthest_point_sample(dup, 128, backend=backend)
+
+
+def test_fps_unknown_backend():
+    with pytest.raises(ValueError, match="Unknown FPS backend 'cuda'.*open3d"):
+        farthest_point_sample(torch.randn(1, 10, 3), 4, backend="cuda")
+
+
+@pytest.mark.parametrize("backend", ["torch", "scipy"])
+def test_knn_matches_naive_reference(backend):
+    g = torch.Generator().manual_seed(6)
+    xyz = torch.rand(2, 150, 3, generator=g)
+    q = torch.rand(2, 20, 3, generator=g)
+    assert torch.equal(knn(q, xyz, 8, backend=backend), naive_knn(q, xyz, 8))
+
+
+@pytest.mark.parametrize("backend", ["torch", "scipy"])
+def test_knn_with_padding_and_small_clouds(backend):
+    xyz = torch.rand(2, 50, 3, generator=torch.Generator().manual_seed(7))
+    mask = torch.ones(2, 50, dtype=torch.bool)
+    mask[1, 5:] = False  # 5 valid points, k = 8
+    idx = knn(xyz[:, :4], xyz, 8, mask, backend=backend)
+    assert idx.shape == (2, 4, 8)
+    assert (idx[1] < 5).all(), "padding chosen as a neighbour"
+    assert torch.equal(idx[1, :, 5:], idx[1, :, :1].expand(-1, 3)), "short groups repeat the nearest point"
+    assert torch.equal(idx[0], naive_knn(xyz[:1, :4], xyz[:1], 8)[0])
+
+
+def test_tokenizer_same_tokens_whichever_backend():
+    torch.manual_seed(0)
+    tok = PointCloudTokenizer(embed_dim=16, num_groups=16, group_size=8, hidden=16)
+    x = torch.randn(2, 128, 3)
+    outs = []
+    for fb in BACKENDS:
+        for kb in ("torch", "scipy"):
+            tok.fps_backend, tok.knn_backend = fb, kb
+            with torch.no_grad():
+                outs.append(tok(x))
+    for o in outs[1:]:
+        assert torch.equal(o.meta["centers"], outs[0].meta["centers"])
+        assert torch.allclose(o.x, outs[0].x)
