@@ -1,0 +1,149 @@
+"""Learning check on generated shapes: classification accuracy and part-segmentation mIoU.
+
+Trains two small unimix models on :mod:`unimix.data.shapes` (12 classes, 24 parts; random pose,
+anisotropic scale, noise and point count) for a fixed wall-clock budget each, then evaluates on shapes
+drawn from a different seed. The learning rate follows a cosine over the *time* budget, so the run
+takes the same time on any machine and reports how far it got.
+
+    python benchmarks/shapes.py --json                # 5 + 5 minutes
+    python benchmarks/shapes.py --minutes 1 --json    # quick look
+
+Targets: ``cls_acc >= 0.95`` and ``seg_miou >= 0.85`` (instance mIoU over each shape's own parts).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+import unimix
+from unimix.data.pointcloud_transforms import jitter, random_scale, rotate_z
+from unimix.data.shapenetpart import PartMIoU, restrict_to_category
+from unimix.data.shapes import CLASS_PARTS, NUM_PARTS, SHAPE_CLASSES, generate_shapes
+
+
+def build(task: str, num_classes: int, args) -> torch.nn.Module:
+    return unimix.create_model(
+        "unimix_t", task=task, num_classes=num_classes, dim=args.dim, depth=args.depth, drop_path_rate=0.05,
+        tokenizer_kwargs=dict(num_groups=args.groups, group_size=args.group_size, hidden=args.hidden),
+    )
+
+
+def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    return jitter(random_scale(rotate_z(x, generator=g), generator=g), sigma=0.005, generator=g)
+
+
+def train(model, x, y, budget_s: float, args, loss_fn, desc: str) -> dict:
+    from tqdm import tqdm
+
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05, foreach=True)
+    g = torch.Generator().manual_seed(args.seed)
+    start, steps, seen = time.perf_counter(), 0, 0
+    bar = tqdm(total=int(budget_s), desc=desc, unit="s", disable=args.json)
+    model.train()
+    while True:
+        frac = (time.perf_counter() - start) / budget_s
+        if frac >= 1:
+            break
+        for group in opt.param_groups:  # linear warm-up over 3 %, then cosine over the time budget
+            group["lr"] = args.lr * min(1.0, frac / 0.03) * 0.5 * (1 + math.cos(math.pi * frac))
+        idx = torch.randint(0, len(x), (args.batch_size,), generator=g)
+        loss = loss_fn(model(augment(x[idx], g)), idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        steps, seen = steps + 1, seen + len(idx)
+        bar.n = min(int(budget_s), int(time.perf_counter() - start))
+        bar.set_postfix(loss=f"{loss.item():.3f}", steps=steps)
+    bar.close()
+    elapsed = time.perf_counter() - start
+    return {"steps": steps, "train_s": elapsed, "train_samples_per_s": seen / elapsed}
+
+
+@torch.no_grad()
+def predict(model, x, batch_size: int) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=5.0, help="training budget per task (classification, segmentation)")
+    ap.add_argument("--train-per-class", type=int, default=150)
+    ap.add_argument("--test-per-class", type=int, default=50)
+    ap.add_argument("--num-points", type=int, default=1024)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--groups", type=int, default=64)
+    ap.add_argument("--group-size", type=int, default=16)
+    ap.add_argument("--hidden", type=int, default=32, help="width of the tokenizer's mini-PointNet")
+    ap.add_argument("--tasks", default="cls,seg")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (1 is fastest on a machine shared with other jobs; 0 keeps torch's default)")
+    ap.add_argument("--json", action="store_true", help="last line: one JSON object")
+    args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    x_tr, y_tr, p_tr = generate_shapes(args.train_per_class, args.num_points, seed=args.seed)
+    x_te, y_te, p_te = generate_shapes(args.test_per_class, args.num_points, seed=args.seed + 1000)
+    budget = args.minutes * 60
+    result: dict = {"classes": len(SHAPE_CLASSES), "parts": NUM_PARTS, "train_shapes": len(x_tr), "test_shapes": len(x_te),
+                    "num_points": args.num_points, "minutes_per_task": args.minutes, "threads": torch.get_num_threads()}
+    tasks = args.tasks.split(",")
+
+    if "cls" in tasks:
+        model = build("classification", len(SHAPE_CLASSES), args)
+        stats = train(model, x_tr, y_tr, budget, args,
+                      lambda out, idx: F.cross_entropy(out, y_tr[idx], label_smoothing=0.1), "classification")
+        t0 = time.perf_counter()
+        pred = predict(model, x_te, 64).argmax(-1)
+        infer = len(x_te) / (time.perf_counter() - t0)
+        acc = (pred == y_te).float().mean().item()
+        per_class = [(pred[y_te == c] == c).float().mean().item() for c in range(len(SHAPE_CLASSES))]
+        result.update(cls_acc=acc, cls_class_acc=sum(per_class) / len(per_class), cls_steps=stats["steps"],
+                      cls_train_samples_per_s=stats["train_samples_per_s"], cls_infer_samples_per_s=infer)
+        if not args.json:
+            print(f"classification: acc {acc:.4f} after {stats['steps']} steps ({stats['train_s']:.0f} s)")
+
+    if "seg" in tasks:
+        model = build("segmentation", NUM_PARTS, args)
+
+        def seg_loss(out, idx):
+            out = restrict_to_category(out, y_tr[idx], CLASS_PARTS)
+            return F.cross_entropy(out.reshape(-1, NUM_PARTS), p_tr[idx].reshape(-1))
+
+        stats = train(model, x_tr, p_tr, budget, args, seg_loss, "segmentation")
+        t0 = time.perf_counter()
+        logits = predict(model, x_te, 64)
+        infer = len(x_te) / (time.perf_counter() - t0)
+        pred = restrict_to_category(logits, y_te, CLASS_PARTS).argmax(-1)
+        metric = PartMIoU(CLASS_PARTS, SHAPE_CLASSES)
+        metric.update(pred, p_te, y_te)
+        m = metric.compute()
+        result.update(seg_miou=m["instance_miou"], seg_class_miou=m["class_miou"],
+                      seg_point_acc=(pred == p_te).float().mean().item(), seg_steps=stats["steps"],
+                      seg_train_samples_per_s=stats["train_samples_per_s"], seg_infer_samples_per_s=infer,
+                      seg_per_class={k: round(v, 4) for k, v in m["per_class"].items()})
+        if not args.json:
+            print(f"segmentation: instance mIoU {m['instance_miou']:.4f}, class mIoU {m['class_miou']:.4f} "
+                  f"after {stats['steps']} steps ({stats['train_s']:.0f} s)")
+
+    if not args.json:
+        print(f"{'metric':<28}{'value':>12}")
+        for k, v in result.items():
+            if not isinstance(v, dict):
+                print(f"{k:<28}{v:>12.4f}" if isinstance(v, float) else f"{k:<28}{v!s:>12}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

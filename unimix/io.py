@@ -1,0 +1,256 @@
+"""Read point clouds and meshes from the usual files into tensors.
+
+:func:`read_point_cloud` takes ``.ply .pcd .xyz .xyzn .xyzrgb .pts .txt`` (points) and ``.off .obj .stl``
+(meshes, sampled uniformly over their surface). Text formats and OFF are parsed here (so an error
+can name the line); PLY, PCD, OBJ and STL go through open3d, imported only when needed.
+
+Every problem is a ``ValueError`` (or ``FileNotFoundError``) that names the file: truncated or
+malformed files, empty clouds, NaN or Inf coordinates, degenerate meshes.
+
+Too few points or duplicates are not errors here: the tokenizer raises a clear error when a cloud has
+fewer (distinct) points than ``num_groups``. :func:`resample_points` gives a fixed count: a random
+subset when there are more points, every point plus randomly repeated ones when there are fewer.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+POINT_FORMATS = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts", ".txt")
+MESH_FORMATS = (".off", ".obj", ".stl")
+
+
+def _open3d():
+    try:
+        import open3d
+    except ImportError as e:
+        raise ImportError(
+            f"Reading this file needs open3d ({e}). Install it with `pip install open3d-cpu` (or `open3d`); "
+            "on Debian/Ubuntu it also needs the system library libusb-1.0-0 (`apt-get install libusb-1.0-0`)."
+        ) from None
+    return open3d
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"Point-cloud file {path} does not exist.")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: the file is empty (0 bytes); is it truncated?")
+
+
+def _check_points(path: Path, pts: np.ndarray, what: str = "points") -> np.ndarray:
+    if pts.ndim != 2 or len(pts) == 0:
+        raise ValueError(f"{path}: no {what} could be read; the file is empty, truncated or not in the format its extension says.")
+    bad = ~np.isfinite(pts).all(1)
+    if bad.any():
+        raise ValueError(f"{path}: {int(bad.sum())} {what} have NaN or Inf coordinates (first: row {int(np.flatnonzero(bad)[0])}); "
+                         "repair the file or drop those rows.")
+    return pts
+
+
+def read_point_cloud(path: str | Path, num_points: int | None = None, normals: bool = False, seed: int = 0) -> Tensor:
+    """Read a point cloud or a mesh as a float32 tensor.
+
+    Args:
+        path: ``.ply .pcd .xyz .xyzn .xyzrgb .pts .txt`` (points) or ``.off .obj .stl`` (meshes).
+        num_points: for meshes, how many points to sample on the surface (default 2048); for point
+            files, resample to exactly this many with :func:`resample_points` (``None`` keeps all).
+        normals: return ``[P, 6]`` xyz + normals. Point files must carry normals (``.xyzn``, a PLY/PCD
+            with normals, or a 6-column text file); meshes use the normal of the sampled triangle.
+        seed: random seed for mesh sampling and resampling.
+
+    Returns:
+        ``[P, 3]`` (or ``[P, 6]``) float32 tensor.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in POINT_FORMATS + MESH_FORMATS:
+        raise ValueError(f"{path}: unsupported extension {ext!r}; expected one of {POINT_FORMATS + MESH_FORMATS}.")
+    _check_file(path)
+    if ext in MESH_FORMATS:
+        verts, faces = read_mesh(path)
+        pts = sample_mesh(verts, faces, 2048 if num_points is None else num_points, seed=seed, normals=normals, path=path)
+        return torch.from_numpy(pts)
+    if ext in (".ply", ".pcd"):
+        pts, nrm = _read_open3d_points(path)
+    else:
+        pts, nrm = _read_text_points(path, ext)
+    if normals:
+        if nrm is None:
+            raise ValueError(f"{path}: normals=True but the file has no normals; estimate them "
+                             "(open3d's estimate_normals) or read xyz only with normals=False.")
+        pts = np.concatenate([pts, _check_points(path, nrm, "normals")], 1)
+    out = torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32))
+    return out if num_points is None else resample_points(out, num_points, seed)
+
+
+def _read_open3d_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    o3d = _open3d()
+    expected = _ply_vertex_count(path) if path.suffix.lower() == ".ply" else None
+    if expected == 0:
+        raise ValueError(f"{path}: the PLY header declares 0 vertices.")
+    pcd = o3d.io.read_point_cloud(str(path))
+    pts = np.asarray(pcd.points, dtype=np.float64)
+    if expected is not None and len(pts) != expected:
+        raise ValueError(f"{path}: the PLY header declares {expected} vertices but {len(pts)} could be read; the file is truncated or malformed.")
+    _check_points(path, pts)
+    nrm = np.asarray(pcd.normals, dtype=np.float64) if pcd.has_normals() else None
+    return pts, nrm
+
+
+def _ply_vertex_count(path: Path) -> int | None:
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head.startswith(b"ply"):
+        raise ValueError(f"{path}: not a PLY file (it does not start with 'ply').")
+    if b"end_header" not in head:
+        raise ValueError(f"{path}: PLY header has no 'end_header'; the file is truncated or malformed.")
+    m = re.search(rb"element\s+vertex\s+(\d+)", head)
+    return int(m.group(1)) if m else None
+
+
+def _parse_floats(path: Path, lines: list[str], first_line: int) -> np.ndarray:
+    rows = [ln.replace(",", " ").split() for ln in lines]
+    rows = [(i, r) for i, r in enumerate(rows) if r]
+    if not rows:
+        return np.empty((0, 3))
+    width = len(rows[0][1])
+    for i, r in rows:
+        if len(r) != width:
+            raise ValueError(f"{path}, line {first_line + i}: {len(r)} values where earlier lines have {width}; "
+                             "the file is truncated or malformed.")
+    try:
+        return np.array([r for _, r in rows], dtype=np.float64)
+    except ValueError:
+        for i, r in rows:
+            try:
+                [float(v) for v in r]
+            except ValueError:
+                raise ValueError(f"{path}, line {first_line + i}: not numbers: {' '.join(r)!r}.") from None
+        raise
+
+
+def _read_text_points(path: Path, ext: str) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file; {ext} files hold one point per line as text.") from None
+    start = 0
+    if ext == ".pts" and lines and re.fullmatch(r"\s*\d+\s*", lines[0]):
+        declared, start = int(lines[0]), 1  # open3d-style .pts: the point count comes first
+        if sum(1 for ln in lines[1:] if ln.strip()) != declared:
+            raise ValueError(f"{path}: header declares {declared} points but the file holds "
+                             f"{sum(1 for ln in lines[1:] if ln.strip())}; it is truncated or malformed.")
+    arr = _parse_floats(path, lines[start:], start + 1)
+    if arr.size and arr.shape[1] < 3:
+        raise ValueError(f"{path}: {arr.shape[1]} values per line; a point needs at least x y z.")
+    _check_points(path, arr[:, :3] if arr.size else arr)
+    has_normals = ext == ".xyzn" or (ext in (".txt", ".pts") and arr.shape[1] >= 6 and ext != ".xyzrgb")
+    return arr[:, :3], (arr[:, 3:6] if has_normals else None)
+
+
+def read_off(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices ``[V, 3]`` and triangles ``[F, 3]`` of an OFF file (polygons are fanned into triangles).
+    Accepts ModelNet's variant where the counts follow ``OFF`` on the same line."""
+    path = Path(path)
+    _check_file(path)
+    tokens_lines = [ln.split("#")[0].split() for ln in path.read_text(errors="replace").splitlines()]
+    tokens_lines = [t for t in tokens_lines if t]
+    if not tokens_lines or not tokens_lines[0][0].startswith("OFF"):
+        raise ValueError(f"{path}: not an OFF file (the first line must start with 'OFF').")
+    head = tokens_lines[0]
+    head = ([head[0][3:]] if len(head[0]) > 3 else []) + head[1:]
+    body = tokens_lines[1:]
+    if not head:
+        if not body:
+            raise ValueError(f"{path}: OFF header has no vertex/face counts; the file is truncated.")
+        head, body = body[0], body[1:]
+    try:
+        nv, nf = int(head[0]), int(head[1])
+    except (ValueError, IndexError):
+        raise ValueError(f"{path}: bad OFF counts line {' '.join(head)!r}; expected 'V F E'.") from None
+    if len(body) < nv + nf:
+        raise ValueError(f"{path}: OFF header declares {nv} vertices and {nf} faces but the file has only "
+                         f"{len(body)} data lines; it is truncated.")
+    try:
+        verts = np.array([[float(v) for v in ln[:3]] for ln in body[:nv]], dtype=np.float64)
+    except ValueError as e:
+        raise ValueError(f"{path}: malformed vertex line ({e}).") from None
+    if verts.shape != (nv, 3):
+        raise ValueError(f"{path}: every vertex line needs 3 coordinates.")
+    tris = []
+    for i, ln in enumerate(body[nv : nv + nf]):
+        try:
+            k = int(ln[0])
+            idx = [int(v) for v in ln[1 : 1 + k]]
+        except ValueError:
+            raise ValueError(f"{path}: malformed face line {i + 1}: {' '.join(ln)!r}.") from None
+        if len(idx) != k or k < 3:
+            raise ValueError(f"{path}: face {i + 1} declares {k} vertices but lists {len(idx)} (a face needs >= 3).")
+        tris.extend([idx[0], idx[j], idx[j + 1]] for j in range(1, k - 1))
+    faces = np.array(tris, dtype=np.int64).reshape(-1, 3)
+    if faces.size and (faces.min() < 0 or faces.max() >= nv):
+        raise ValueError(f"{path}: a face refers to vertex {int(faces.max())}, but there are {nv} vertices.")
+    return verts, faces
+
+
+def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices ``[V, 3]`` float64 and triangles ``[F, 3]`` int64 of an ``.off``, ``.obj`` or ``.stl`` mesh."""
+    path = Path(path)
+    _check_file(path)
+    if path.suffix.lower() == ".off":
+        verts, faces = read_off(path)
+    else:
+        o3d = _open3d()
+        mesh = o3d.io.read_triangle_mesh(str(path))
+        verts, faces = np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.triangles, dtype=np.int64)
+    _check_points(path, verts, "vertices")
+    if len(faces) == 0:
+        raise ValueError(f"{path}: the mesh has no faces (or could not be parsed); it is truncated or malformed.")
+    return verts, faces
+
+
+def sample_mesh(verts: np.ndarray, faces: np.ndarray, num_points: int, seed: int = 0, normals: bool = False,
+                path: str | Path = "<mesh>") -> np.ndarray:
+    """``num_points`` points uniform over the surface (area-weighted triangles, uniform barycentric),
+    ``[P, 3]`` or ``[P, 6]`` with the sampled triangle's normal; float32."""
+    if num_points < 1:
+        raise ValueError(f"num_points must be positive; got {num_points}.")
+    a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    cross = np.cross(b - a, c - a)
+    area = np.linalg.norm(cross, axis=1)
+    if not area.sum() > 0:
+        raise ValueError(f"{path}: every face has zero area; there is no surface to sample.")
+    rng = np.random.default_rng(seed)
+    tri = rng.choice(len(faces), num_points, p=area / area.sum())
+    u, v = rng.random((2, num_points))
+    flip = u + v > 1
+    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+    pts = a[tri] + u[:, None] * (b[tri] - a[tri]) + v[:, None] * (c[tri] - a[tri])
+    if normals:
+        n = cross[tri] / area[tri, None]
+        pts = np.concatenate([pts, n], 1)
+    return pts.astype(np.float32)
+
+
+def resample_points(points: Tensor, num_points: int, seed: int | None = 0) -> Tensor:
+    """Exactly ``num_points`` rows of ``points [P, C]``: a random subset without replacement when
+    ``P >= num_points``, otherwise every point plus randomly repeated ones (duplicates)."""
+    if num_points < 1:
+        raise ValueError(f"num_points must be positive; got {num_points}.")
+    n = points.shape[0]
+    if n == 0:
+        raise ValueError("Cannot resample an empty cloud (0 points).")
+    g = torch.Generator()
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(seed)
+    idx = torch.randperm(n, generator=g)[:num_points]
+    if n < num_points:
+        idx = torch.cat([idx, torch.randint(0, n, (num_points - n,), generator=g)])
+    return points[idx.to(points.device)]
