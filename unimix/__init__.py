@@ -1,7 +1,7 @@
 """unimix: one MLP-family backbone for images, point clouds and graphs."""
 from .backbone import Backbone, infer_modality
 from .checkpoint import from_pretrained, load_checkpoint, save_checkpoint, save_pretrained
-from .finetune import MultiTaskModel, Trainer, finetune
+from .finetune import MultiTaskModel, Trainer, finetune, transfer_trunk
 from .layers import BLOCKS, Trunk
 from .models import UnimixModel, create_model, list_models
 from .tasks import ClassificationHead, SegmentationHead

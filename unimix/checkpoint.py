@@ -203,10 +203,16 @@ def _model_config(model: nn.Module) -> dict:
         )
     config = json.loads(json.dumps(config))  # a deep, JSON-checked copy
     # Record widths that lazy layers inferred at the first forward pass.
+    if "tasks" in config:  # MultiTaskModel: one tokenizer per task
+        for task, tok in getattr(model, "tokenizers", {}).items():
+            width = getattr(tok, "in_channels", None)
+            kw = config["tasks"][task].setdefault("tokenizer_kwargs", {})
+            if tok.modality == "graph" and width is not None and kw.get("in_channels") is None:
+                kw["in_channels"] = width
+        return config
     backbone = getattr(model, "backbone", model)
-    tokenizers = getattr(backbone, "tokenizers", {})
     kw = config.get("tokenizer_kwargs") or {}
-    for name, tok in tokenizers.items():
+    for name, tok in getattr(backbone, "tokenizers", {}).items():
         width = getattr(tok, "in_channels", None)
         target = kw.setdefault(name, {}) if isinstance(config.get("tokenizer"), list) else kw
         if width is not None and target.get("in_channels") is None and name == "graph":
@@ -227,7 +233,7 @@ def save_pretrained(model: nn.Module, save_directory: str | os.PathLike, extra: 
     out = Path(save_directory)
     config = {"unimix_version": __version__, "format_version": FORMAT_VERSION, "architecture": type(_unwrap(model)).__name__,
               "model": _model_config(model), **(extra or {})}
-    text = json.dumps(config, indent=2, sort_keys=True)
+    text = json.dumps(config, indent=2)  # key order kept: a MultiTaskModel builds its backbone from the first task
     weights = st_save(model_state(model), metadata={"format": "pt", "unimix_config": text})
     atomic_write_bytes(out / WEIGHTS_NAME, weights)
     atomic_write_text(out / CONFIG_NAME, text)

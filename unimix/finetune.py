@@ -221,6 +221,27 @@ def apply_strategy(model: nn.Module, strategy: str = "full", trainable_blocks: i
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
+def transfer_trunk(target: nn.Module, source: nn.Module | str | Path, strict: bool = True) -> nn.Module:
+    """Copy the trunk weights of ``source`` (a model, or a ``save_pretrained`` folder / Hub id) into
+    ``target``, whatever modality either was trained on: the trunk only ever sees ``[B, N, D]`` tokens.
+
+    The tokenizers and the head of ``target`` keep their initialisation. Returns ``target``.
+    """
+    from .checkpoint import from_pretrained, load_weights
+
+    if isinstance(source, (str, Path)):
+        source = from_pretrained(source, strict=strict)
+    src = getattr(source, "backbone", source)
+    dst = getattr(target, "backbone", target)
+    if not (hasattr(src, "trunk") and hasattr(dst, "trunk")):
+        raise TypeError(f"transfer_trunk needs models with a backbone trunk; got {type(source).__name__} -> {type(target).__name__}.")
+    if src.trunk.block_name != dst.trunk.block_name:
+        raise ValueError(f"The source trunk uses '{src.trunk.block_name}' blocks, the target '{dst.trunk.block_name}'; "
+                         f"build the target with block='{src.trunk.block_name}'.")
+    load_weights(dst.trunk, src.trunk.state_dict(), strict=strict, source="source trunk")
+    return target
+
+
 class WarmupCosine:
     """LR factor per optimiser step: linear warmup to 1, then cosine down to ``min_ratio``."""
 
