@@ -102,15 +102,37 @@ def _read_open3d_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return pts, nrm
 
 
+_PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
+              "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8}
+
+
 def _ply_vertex_count(path: Path) -> int | None:
+    """Vertex count from the PLY header; for binary files without list properties, also checks that
+    the file is long enough for what the header declares."""
     with open(path, "rb") as f:
-        head = f.read(4096)
+        head = f.read(1 << 16)
     if not head.startswith(b"ply"):
         raise ValueError(f"{path}: not a PLY file (it does not start with 'ply').")
-    if b"end_header" not in head:
+    end = head.find(b"end_header")
+    if end < 0:
         raise ValueError(f"{path}: PLY header has no 'end_header'; the file is truncated or malformed.")
-    m = re.search(rb"element\s+vertex\s+(\d+)", head)
-    return int(m.group(1)) if m else None
+    header = head[: end].decode("ascii", errors="replace").splitlines()
+    body_start = head.index(b"\n", end) + 1 if b"\n" in head[end:] else len(head)
+    elements, binary = [], any(ln.startswith("format binary") for ln in header)
+    for ln in header:
+        t = ln.split()
+        if t[:1] == ["element"] and len(t) == 3:
+            elements.append([t[1], int(t[2]), 0])
+        elif t[:1] == ["property"] and elements:
+            elements[-1][2] = None if t[1] == "list" or elements[-1][2] is None else elements[-1][2] + _PLY_SIZES.get(t[1], 0)
+    counts = {name: n for name, n, _ in elements}
+    if binary and elements and all(size for _, _, size in elements):
+        need = body_start + sum(n * size for _, n, size in elements)
+        have = path.stat().st_size
+        if have < need:
+            raise ValueError(f"{path}: the PLY header declares {counts.get('vertex', 0)} vertices ({need} bytes in all) "
+                             f"but the file has {have} bytes; the file is truncated.")
+    return counts.get("vertex")
 
 
 def _parse_floats(path: Path, lines: list[str], first_line: int) -> np.ndarray:
