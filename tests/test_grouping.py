@@ -112,3 +112,27 @@ def test_tokenizer_same_tokens_whichever_backend():
     for o in outs[1:]:
         assert torch.equal(o.meta["centers"], outs[0].meta["centers"])
         assert torch.allclose(o.x, outs[0].x)
+
+
+def test_fps_cache_returns_what_fps_computes():
+    from unimix.tokenizers.grouping import FPSCache
+
+    g = torch.Generator().manual_seed(8)
+    xyz = torch.rand(4, 100, 3, generator=g)
+    mask = torch.ones(4, 100, dtype=torch.bool)
+    mask[2, 60:] = False
+    cache = FPSCache(max_entries=5)
+    first = cache.sample(xyz, 16, mask, ordered=False)
+    assert torch.equal(first, farthest_point_sample(xyz, 16, mask, ordered=False)) and cache.misses == 4
+    moved = xyz.clone()
+    moved[1] += 0.5  # a changed cloud misses, the others hit
+    second = cache.sample(moved, 16, mask, ordered=False)
+    assert cache.hits == 3 and cache.misses == 5
+    assert torch.equal(second, farthest_point_sample(moved, 16, mask, ordered=False))
+    assert len(cache) == 5
+    cache.sample(torch.rand(3, 100, 3, generator=g), 16)
+    assert len(cache) == 5, "least recently used entries are dropped"
+    tok = PointCloudTokenizer(embed_dim=16, num_groups=16, group_size=8, hidden=16, fps_cache=10)
+    with torch.no_grad():
+        a, b = tok(xyz), tok(xyz)
+    assert torch.equal(a.x, b.x) and tok.fps_cache.hits == 4

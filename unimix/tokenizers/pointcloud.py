@@ -16,7 +16,7 @@ from torch_geometric.data import Data
 from torch_geometric.utils import to_dense_batch
 
 from ..tokens import Tokens
-from .grouping import FPS_BACKENDS, KNN_BACKENDS, _check_backend, farthest_point_sample, gather_points, knn
+from .grouping import FPS_BACKENDS, KNN_BACKENDS, FPSCache, _check_backend, farthest_point_sample, gather_points, knn
 
 
 @dataclass
@@ -126,18 +126,21 @@ class PointCloudTokenizer(nn.Module):
         fps_backend: farthest-point sampling backend: ``auto`` (open3d's C++ on CPU, batched
             PyTorch elsewhere), ``torch`` or ``open3d``; all pick the same centres.
         knn_backend: ``auto`` (scipy k-d trees on CPU, PyTorch elsewhere), ``torch`` or ``scipy``.
+        fps_cache: remember the FPS of up to this many clouds, keyed by their exact contents, so a
+            cloud seen again (the test set every epoch) skips FPS with the same result; 0 turns it off.
     """
 
     modality = "pointcloud"
 
     def __init__(self, embed_dim: int = 384, num_groups: int = 64, group_size: int = 32, in_chans: int = 3, hidden: int = 128,
-                 fps_backend: str = "auto", knn_backend: str = "auto"):
+                 fps_backend: str = "auto", knn_backend: str = "auto", fps_cache: int = 0):
         super().__init__()
         if in_chans < 3:
             raise ValueError(f"in_chans must be at least 3 (xyz); got {in_chans}.")
         self.embed_dim, self.num_groups, self.group_size, self.in_chans = embed_dim, num_groups, group_size, in_chans
         self.fps_backend = _check_backend("FPS", fps_backend, FPS_BACKENDS)
         self.knn_backend = _check_backend("kNN", knn_backend, KNN_BACKENDS)
+        self.fps_cache = FPSCache(fps_cache) if fps_cache > 0 else None
         self.encoder = MiniPointNet(in_chans, embed_dim, hidden)
         self.pos_embed = nn.Sequential(nn.Linear(3, hidden), nn.GELU(), nn.Linear(hidden, embed_dim))
 
@@ -154,7 +157,10 @@ class PointCloudTokenizer(nn.Module):
                 f"Cloud {i} has {pb.sizes[i]} points, fewer than num_groups={self.num_groups}. "
                 f"Build the tokenizer with num_groups<={pb.sizes[i]} or resample the cloud to more points."
             )
-        centre_idx = farthest_point_sample(pb.xyz, self.num_groups, pb.mask, backend=self.fps_backend, ordered=False)
+        if self.fps_cache is not None:
+            centre_idx = self.fps_cache.sample(pb.xyz, self.num_groups, pb.mask, backend=self.fps_backend, ordered=False)
+        else:
+            centre_idx = farthest_point_sample(pb.xyz, self.num_groups, pb.mask, backend=self.fps_backend, ordered=False)
         centers = gather_points(pb.xyz, centre_idx)
         group_idx = knn(centers, pb.xyz, self.group_size, pb.mask, backend=self.knn_backend)
         return centers, group_idx
