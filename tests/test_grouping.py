@@ -136,3 +136,18 @@ def test_fps_cache_returns_what_fps_computes():
     with torch.no_grad():
         a, b = tok(xyz), tok(xyz)
     assert torch.equal(a.x, b.x) and tok.fps_cache.hits == 4
+
+
+@pytest.mark.parametrize("block", ["mixer", "external_attention"])
+def test_logits_ignore_point_order_even_with_token_mixing(block):
+    """Centres come out in a canonical order, so even blocks that mix a fixed token order see the
+    same sequence whatever the order of the input points."""
+    import unimix
+
+    torch.manual_seed(0)
+    model = unimix.create_model("unimix_t", num_classes=4, dim=32, depth=2, block=block,
+                                tokenizer_kwargs=dict(num_groups=16, group_size=8, hidden=16)).eval()
+    x = torch.randn(2, 200, 3)
+    perm = torch.randperm(200)
+    with torch.no_grad():
+        assert torch.allclose(model(x), model(x[:, perm]), atol=1e-5)
