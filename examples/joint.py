@@ -62,9 +62,8 @@ def main():
         "shapes": dict(modality="pointcloud", task="classification", num_classes=len(ShapesDataset.classes),
                        tokenizer_kwargs=dict(num_groups=16, group_size=16, hidden=32)),
     }, dim=args.dim, depth=args.depth)
-    trunk_ids = {id(model.backbone.trunk)}
-    print(f"tasks {model.tasks}; one trunk instance: {len(trunk_ids) == 1}; "
-          f"{sum(p.numel() for p in model.backbone.trunk.parameters()):,} shared trunk parameters")
+    print(f"tasks {model.tasks}: {sum(p.numel() for p in model.backbone.trunk.parameters()):,} trunk parameters shared by all, "
+          f"{sum(p.numel() for p in model.heads.parameters()):,} in the heads")
 
     trainer = unimix.Trainer(model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, warmup_epochs=1,
                              weight_decay=0.05, output_dir=args.out, verbose=False)

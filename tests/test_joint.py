@@ -84,7 +84,6 @@ def test_joint_training_reports_per_task_metrics_and_round_trips(tmp_path):
     d = data()
     trainer = Trainer(m, epochs=2, lr=3e-3, batch_size=4, progress=False, verbose=False, output_dir=tmp_path)
     trunk_before = {k: v.clone() for k, v in m.backbone.trunk.state_dict().items()}
-    opt_params = None
     hist = trainer.fit(d, d)
     opt_params = [p for g in trainer.optimizer.param_groups for p in g["params"]]
     assert sum(p is m.backbone.trunk.blocks[0].mlp.fc1.weight for p in opt_params) == 1

@@ -644,6 +644,8 @@ class Trainer:
         self.ddp_model.eval()
         outs = []
         for batch in loader:
+            if isinstance(batch, (list, tuple)) and len(batch) == 1:  # TensorDataset of inputs only
+                batch = batch[0]
             x = split_batch(batch, self._kind(task), self.input_key, self.target_key)[0] if not isinstance(batch, Tensor) else batch
             with self._autocast():
                 out = self._forward({task: _to_device(x, self.device)})[task]
