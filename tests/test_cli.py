@@ -83,3 +83,27 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert main(["train", str(cfg)]) == 2
     assert "Unknown config section" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "nothing"), "x.ply"]) == 2
+
+
+def test_predict_on_an_image_with_a_timm_model(tmp_path):
+    """A from_timm model keeps timm's mean/std; `unimix predict` applies them as the API would."""
+    import numpy as np
+    import timm
+    from PIL import Image
+
+    from unimix.cli import predict_files, read_image
+
+    src = timm.create_model("mixer_s16_224", pretrained=False, num_classes=5, img_size=32)
+    model = unimix.from_timm(src).eval()
+    model.save_pretrained(tmp_path / "m", extra={"class_names": list("abcde")})
+    img = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "x.png")
+    loaded = unimix.from_pretrained(tmp_path / "m").eval()
+    assert loaded.pretrained_info["preprocess"]["mean"] == list(src.pretrained_cfg["mean"])
+    x = read_image(tmp_path / "x.png", loaded.backbone.tokenizers["image"], loaded.pretrained_info["preprocess"])
+    ref = (torch.from_numpy(img).float().permute(2, 0, 1) / 255 - torch.tensor(src.pretrained_cfg["mean"]).view(3, 1, 1)) \
+        / torch.tensor(src.pretrained_cfg["std"]).view(3, 1, 1)
+    torch.testing.assert_close(x, ref)
+    with torch.no_grad():
+        expected = "abcde"[int(src(ref.unsqueeze(0)).argmax())]
+    assert predict_files(loaded, [str(tmp_path / "x.png")], loaded.pretrained_info)[0]["name"] == expected

@@ -226,13 +226,16 @@ def save_pretrained(model: nn.Module, save_directory: str | os.PathLike, extra: 
 
     Args:
         model: a model from :func:`unimix.create_model` (it carries ``unimix_config``).
-        extra: JSON-able additions stored in the config, e.g. ``{"class_names": [...]}``.
+        extra: JSON-able additions stored in the config, e.g. ``{"class_names": [...]}``. A model
+            loaded by :func:`from_pretrained` (or :func:`unimix.from_timm`) keeps what it was loaded
+            with (``model.pretrained_info``) unless ``extra`` replaces it.
     """
     from . import __version__
 
     out = Path(save_directory)
-    config = {"unimix_version": __version__, "format_version": FORMAT_VERSION, "architecture": type(_unwrap(model)).__name__,
-              "model": _model_config(model), **(extra or {})}
+    inherited = getattr(_unwrap(model), "pretrained_info", None) or {}  # class names etc. of a loaded model
+    config = {**inherited, "unimix_version": __version__, "format_version": FORMAT_VERSION,
+              "architecture": type(_unwrap(model)).__name__, "model": _model_config(model), **(extra or {})}
     text = json.dumps(config, indent=2)  # key order kept: a MultiTaskModel builds its backbone from the first task
     weights = st_save(model_state(model), metadata={"format": "pt", "unimix_config": text})
     atomic_write_bytes(out / WEIGHTS_NAME, weights)

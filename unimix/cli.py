@@ -233,13 +233,19 @@ def prepare_points(pts: torch.Tensor, preprocess: dict) -> torch.Tensor:
     return pts
 
 
-def read_image(path: str | Path, tokenizer) -> torch.Tensor:
+def read_image(path: str | Path, tokenizer, preprocess: dict | None = None) -> torch.Tensor:
+    """``[C, H, W]`` in ``[0, 1]``, resized to the tokenizer's ``img_size``, normalised with the
+    ``mean``/``std`` the model was trained with (kept in its config, e.g. by ``from_timm``)."""
     from PIL import Image
 
     img = Image.open(path).convert("RGB" if tokenizer.in_chans == 3 else "L")
     img = img.resize(tuple(reversed(tokenizer.img_size)))
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
-    return (x.unsqueeze(-1) if x.ndim == 2 else x).permute(2, 0, 1)
+    x = (x.unsqueeze(-1) if x.ndim == 2 else x).permute(2, 0, 1)
+    preprocess = preprocess or {}
+    if "mean" in preprocess and "std" in preprocess:
+        x = (x - torch.tensor(preprocess["mean"]).view(-1, 1, 1)) / torch.tensor(preprocess["std"]).view(-1, 1, 1)
+    return x
 
 
 def predict_files(model, files: list[str], info: dict | None = None) -> list[dict]:
@@ -253,7 +259,7 @@ def predict_files(model, files: list[str], info: dict | None = None) -> list[dic
     for f in files:
         suffix = Path(f).suffix.lower()
         if suffix in IMAGE_SUFFIXES and "image" in modalities:
-            x, modality = read_image(f, model.backbone.tokenizers["image"]).unsqueeze(0), "image"
+            x, modality = read_image(f, model.backbone.tokenizers["image"], preprocess).unsqueeze(0), "image"
         elif suffix in POINT_SUFFIXES and "pointcloud" in modalities:
             x, modality = prepare_points(read_points(f, preprocess.get("num_points")), preprocess).unsqueeze(0), "pointcloud"
         else:

@@ -132,6 +132,10 @@ def from_timm(model_or_name: nn.Module | str, num_classes: int | None = None, **
     from .checkpoint import load_weights
 
     load_weights(model, state, strict=True, source=f"timm {type(src).__name__} weights")
+    cfg = getattr(src, "pretrained_cfg", None) or {}
+    model.pretrained_info = {"source": f"timm/{cfg.get('architecture') or type(src).__name__}",
+                             "preprocess": {"modality": "image", "mean": list(cfg.get("mean", (0.5, 0.5, 0.5))),
+                                            "std": list(cfg.get("std", (0.5, 0.5, 0.5)))}}
     model.train(src.training)
     if num_classes is not None and num_classes != model.num_classes:
         model.reset_classifier(num_classes)
