@@ -78,7 +78,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=5.0, help="training budget per task (classification, segmentation)")
     ap.add_argument("--train-per-class", type=int, default=150)
     ap.add_argument("--test-per-class", type=int, default=50)
-    ap.add_argument("--num-points", type=int, default=1024)
+    ap.add_argument("--num-points", type=int, default=1024, help="points per shape for classification")
+    ap.add_argument("--seg-num-points", type=int, default=512,
+                    help="points per shape for segmentation (fewer points, more steps in the time budget)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--dim", type=int, default=128)
@@ -97,14 +99,17 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    x_tr, y_tr, p_tr = generate_shapes(args.train_per_class, args.num_points, seed=args.seed)
-    x_te, y_te, p_te = generate_shapes(args.test_per_class, args.num_points, seed=args.seed + 1000)
+    n_max = max(args.num_points, args.seg_num_points)
+    x_tr, y_tr, p_tr = generate_shapes(args.train_per_class, n_max, seed=args.seed)
+    x_te, y_te, p_te = generate_shapes(args.test_per_class, n_max, seed=args.seed + 1000)
+    full = (x_tr, p_tr, x_te, p_te)
     budget = args.minutes * 60
     result: dict = {"classes": len(SHAPE_CLASSES), "parts": NUM_PARTS, "train_shapes": len(x_tr), "test_shapes": len(x_te),
-                    "num_points": args.num_points, "minutes_per_task": args.minutes, "threads": torch.get_num_threads()}
+                    "num_points": args.num_points, "seg_num_points": args.seg_num_points, "minutes_per_task": args.minutes, "threads": torch.get_num_threads()}
     tasks = args.tasks.split(",")
 
-    if "cls" in tasks:
+    if "cls" in tasks:  # generated points are in random order: a prefix is a random subset
+        x_tr, x_te = full[0][:, : args.num_points], full[2][:, : args.num_points]
         model = build("classification", len(SHAPE_CLASSES), args)
         stats = train(model, x_tr, y_tr, budget, args,
                       lambda out, idx: F.cross_entropy(out, y_tr[idx], label_smoothing=0.1), "classification")
@@ -119,6 +124,7 @@ def main() -> None:
             print(f"classification: acc {acc:.4f} after {stats['steps']} steps ({stats['train_s']:.0f} s)")
 
     if "seg" in tasks:
+        x_tr, p_tr, x_te, p_te = (t[:, : args.seg_num_points] for t in full)
         model = build("segmentation", NUM_PARTS, args)
 
         def seg_loss(out, idx):
