@@ -2,6 +2,7 @@
 from .backbone import Backbone, infer_modality
 from .checkpoint import from_pretrained, load_checkpoint, save_checkpoint, save_pretrained
 from .finetune import MultiTaskModel, Trainer, finetune, transfer_trunk
+from .io import read_point_cloud
 from .layers import BLOCKS, Trunk
 from .models import UnimixModel, create_model, list_models
 from .tasks import ClassificationHead, SegmentationHead
