@@ -202,7 +202,10 @@ class ModelNet40Resampled(_ModelNetBase):
     def __getitem__(self, i: int) -> dict:
         path, label = self.items[i]
         if i not in self._cache:
-            self._cache[i] = read_resampled_file(path)
+            pts = read_resampled_file(path)
+            if self.num_points is not None and len(pts) >= self.num_points:
+                pts = pts[: self.num_points].copy()  # keep only what is used: the full set would need ~3 GB
+            self._cache[i] = pts
         return self._item(self._cache[i], label, str(path))
 
 
