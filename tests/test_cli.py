@@ -30,17 +30,25 @@ def write_ply(path: Path, pts) -> None:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    """`unimix train` once (1 epoch) for every test here; its stdout is kept for inspection."""
+    import contextlib
+    import io
+
     root = tmp_path_factory.mktemp("cli")
     cfg = {**CONFIG, "output_dir": str(root / "run")}
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["train", str(path), "--set", "train.epochs=1"])
+    assert code == 0
+    (root / "train_stdout.txt").write_text(out.getvalue())
     return root, path
 
 
-def test_train_writes_the_run_and_prints_the_last_record(trained, capsys):
+def test_train_writes_the_run_and_prints_the_last_record(trained):
     root, cfg = trained
-    assert main(["train", str(cfg), "--set", "train.epochs=1"]) == 0
-    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    last = json.loads((root / "train_stdout.txt").read_text().strip().splitlines()[-1])
     assert last["epoch"] == 1 and "val_acc" in last
     run = root / "run"
     assert {"history.csv", "history.png", "last.safetensors", "best", "final"} <= {p.name for p in run.iterdir()}
@@ -72,6 +80,24 @@ def test_predict_prints_the_class_the_api_gives(trained, tmp_path):
                           capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == expected
+
+
+def test_train_fine_tunes_a_pretrained_folder(trained, tmp_path, capsys):
+    root, _ = trained
+    cfg = {"model": {"pretrained": str(root / "run" / "best"), "num_classes": 3},
+           "data": {"kind": "npz", "train": str(tmp_path / "d.npz")},
+           "train": {"epochs": 1, "strategy": "linear_probe", "batch_size": 4, "progress": False},
+           "output_dir": str(tmp_path / "ft")}
+    import numpy as np
+
+    np.savez(tmp_path / "d.npz", x=torch.randn(8, 64, 3).numpy(), y=(torch.arange(8) % 3).numpy())
+    (tmp_path / "ft.json").write_text(json.dumps(cfg))
+    assert main(["train", str(tmp_path / "ft.json")]) == 0
+    tuned = unimix.from_pretrained(tmp_path / "ft" / "final")
+    source = unimix.from_pretrained(root / "run" / "best")
+    assert tuned.num_classes == 3
+    for k, v in source.backbone.state_dict().items():  # linear probe: the backbone is untouched
+        assert torch.equal(tuned.backbone.state_dict()[k], v), k
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):
