@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from unimix.data import ShapesDataset, load_tudataset
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+    p.add_argument("--data-root", default=os.environ.get("UNIMIX_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")),
                    help="folder holding TUDataset/MUTAG/raw (read-only is fine: raw/ is copied to a cache)")
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--depth", type=int, default=4)
