@@ -60,23 +60,36 @@ def node_features(data: Data, max_degree: int = 32) -> Tensor:
     return x
 
 
-def hop_features(x: Tensor, edge_index: Tensor, num_hops: int, num_nodes: int | None = None) -> Tensor:
-    """``[N, K + 1, F]``: ``x`` propagated 0..K hops with ``D^-1/2 (A + I) D^-1/2``.
+AGGREGATIONS = ("gcn", "sum")
+PROPAGATE = ("features", "embeddings")
 
+
+def hop_features(x: Tensor, edge_index: Tensor, num_hops: int, num_nodes: int | None = None, aggr: str = "gcn") -> Tensor:
+    """``[N, K + 1, F]``: ``x`` propagated 0..K hops.
+
+    ``aggr="gcn"``: ``A_hat = D^-1/2 (A + I) D^-1/2`` (smoothing; for node tasks on one graph).
+    ``aggr="sum"``: ``A + I`` (GIN's injective sum: hop ``k`` counts the labels within ``k`` hops),
+    then a signed ``log1p`` so dense graphs (hundreds of neighbours) stay in range.
     Self-loops already present and duplicate edges are merged first, so both count once.
     """
+    if aggr not in AGGREGATIONS:
+        raise ValueError(f"Unknown aggr '{aggr}'; expected one of {AGGREGATIONS}.")
     n = x.shape[0] if num_nodes is None else num_nodes
     edge_index, _ = remove_self_loops(edge_index)
     edge_index = coalesce(edge_index, num_nodes=n)
-    edge_index, weight = gcn_norm(edge_index, None, n, add_self_loops=True)
+    if aggr == "gcn":
+        edge_index, weight = gcn_norm(edge_index, None, n, add_self_loops=True)
+    else:
+        weight = torch.ones(edge_index.shape[1], dtype=x.dtype, device=x.device)
     # A_hat is symmetric for undirected graphs; row = target so A_hat @ x aggregates sources.
     with warnings.catch_warnings():  # torch flags sparse CSR as beta on every construction
         warnings.simplefilter("ignore", UserWarning)
-        adj = to_torch_csr_tensor(edge_index.flip(0), weight, size=(n, n))
+        adj = to_torch_csr_tensor(edge_index.flip(0), weight.to(x.dtype), size=(n, n))
     hops = [x]
     for _ in range(num_hops):
-        hops.append(adj @ hops[-1])
-    return torch.stack(hops, 1)
+        hops.append(adj @ hops[-1] + (hops[-1] if aggr == "sum" else 0))
+    out = torch.stack(hops, 1)
+    return out.sign() * out.abs().log1p() if aggr == "sum" else out
 
 
 class AddHopFeatures(BaseTransform):
@@ -86,15 +99,16 @@ class AddHopFeatures(BaseTransform):
     skips propagation, and node mini-batches are just rows of ``data.hops``.
     """
 
-    def __init__(self, num_hops: int = 3, max_degree: int = 32):
-        self.num_hops, self.max_degree = num_hops, max_degree
+    def __init__(self, num_hops: int = 3, max_degree: int = 32, aggr: str = "gcn"):
+        self.num_hops, self.max_degree, self.aggr = num_hops, max_degree, aggr
 
     def forward(self, data: Data) -> Data:
-        data.hops = hop_features(node_features(data, self.max_degree), data.edge_index, self.num_hops, data.num_nodes)
+        x = node_features(data, self.max_degree)
+        data.hops = hop_features(x, data.edge_index, self.num_hops, data.num_nodes, self.aggr)
         return data
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(num_hops={self.num_hops})"
+        return f"{self.__class__.__name__}(num_hops={self.num_hops}, aggr='{self.aggr}')"
 
 
 class GraphTokenizer(nn.Module):
@@ -109,6 +123,10 @@ class GraphTokenizer(nn.Module):
         max_nodes: graph level only: pad every graph to this many nodes, giving a fixed token
             count (needed by ``mixer``, ``resmlp`` and ``gmlp``). Larger graphs are an error.
         max_degree: cap of the one-hot degree used when a graph has no node features.
+        dropout: dropout on the node features and on the tokens.
+        aggr: hop propagation, ``"gcn"`` (normalised, smoothing) or ``"sum"`` (GIN-style counts,
+            log-scaled); default ``"gcn"`` at node level and ``"sum"`` at graph level, where
+            mean-pooled tokens would otherwise lose the counts that tell small graphs apart.
 
     Node level also accepts a precomputed hop tensor ``[B, K + 1, F]`` (rows of
     ``data.hops``) for mini-batch training.
@@ -125,11 +143,22 @@ class GraphTokenizer(nn.Module):
         max_nodes: int | None = None,
         max_degree: int = 32,
         dropout: float = 0.0,
+        aggr: str | None = None,
+        propagate: str = "features",
     ):
         super().__init__()
         level = level.lower()
         if level not in ("node", "graph"):
             raise ValueError(f"level must be 'node' or 'graph'; got '{level}'.")
+        aggr = aggr if aggr is not None else ("gcn" if level == "node" else "sum")
+        if aggr not in AGGREGATIONS:
+            raise ValueError(f"Unknown aggr '{aggr}'; expected one of {AGGREGATIONS}.")
+        self.aggr = aggr
+        if propagate not in PROPAGATE:
+            raise ValueError(f"Unknown propagate '{propagate}'; expected one of {PROPAGATE}.")
+        if propagate == "embeddings" and (level != "node" or aggr != "gcn"):
+            raise ValueError("propagate='embeddings' needs level='node' and aggr='gcn'; use propagate='features' otherwise.")
+        self.propagate = propagate
         self.embed_dim, self.in_channels, self.num_hops = embed_dim, in_channels, num_hops
         self.level, self.max_nodes, self.max_degree = level, max_nodes, max_degree
         f = in_channels if in_channels else None
@@ -164,10 +193,53 @@ class GraphTokenizer(nn.Module):
         x = node_features(data, self.max_degree)
         if data.edge_index is None:
             raise ValueError("Graph has no edge_index; pass edge_index=torch.empty(2, 0, dtype=torch.long) for a graph without edges.")
-        return hop_features(x, data.edge_index, self.num_hops, data.num_nodes)
+        return hop_features(x, data.edge_index, self.num_hops, data.num_nodes, self.aggr)
+
+    def _linear(self, x: Tensor, bias: bool = True) -> Tensor:
+        if isinstance(self.proj, nn.LazyLinear) and self.proj.has_uninitialized_params():
+            self.proj(x[:1])  # materialise the lazy weight
+        return nn.functional.linear(x, self.proj.weight, self.proj.bias if bias else None)
+
+    def _node_tokens(self, x: Tensor) -> Tokens:
+        n = x.shape[0]
+        return Tokens(x, None, self.hop_embed.expand(n, -1, -1), self.modality, meta={"level": "node", "num_nodes": n})
+
+    def _project_nodes(self, x: Tensor) -> Tensor:
+        """``dropout(x) W`` without bias, ``[N, F] -> [N, D]``.
+
+        Bag-of-words style features are mostly zeros, and dropout leaves zeros as they are: only
+        the non-zeros are drawn and multiplied (same distribution as dense dropout, a fraction of the cost).
+        """
+        nz = x.nonzero(as_tuple=True)
+        if nz[0].numel() > 0.25 * x.numel():
+            return self._linear(self.dropout(x), bias=False)
+        self._linear(x[:1])  # materialise a lazy weight
+        xs = torch.sparse_coo_tensor(torch.stack(nz), self.dropout(x[nz]), x.shape, is_coalesced=True)
+        return torch.sparse.mm(xs, self.proj.weight.t())
+
+    def _node_level_graph(self, data: Data) -> Tokens:
+        """Project first, then propagate: ``A_hat^k (x W) + b`` equals ``A_hat^k x W + b`` (A_hat is linear).
+
+        Costs one projection and K sparse products of width ``D`` instead of ``K + 1`` projections
+        of width ``F``. In training, token dropout is applied once before propagation.
+        """
+        x = node_features(data, self.max_degree)
+        if getattr(data, "edge_index", None) is None:
+            raise ValueError("Graph has no edge_index; pass edge_index=torch.empty(2, 0, dtype=torch.long) for a graph without edges.")
+        self._check_width(x.shape[-1])
+        h = self._project_nodes(x)
+        if self.propagate == "embeddings":  # learned, non-linear node embedding, then propagated
+            h = nn.functional.gelu(h + self.proj.bias)
+        h = hop_features(self.dropout(h), data.edge_index, self.num_hops, data.num_nodes)
+        if self.propagate == "features" and self.proj.bias is not None:
+            h = h + self.proj.bias
+        return self._node_tokens(h)
 
     def forward(self, data: object) -> Tokens:
         if isinstance(data, Tensor):
+            if self.propagate == "embeddings":
+                raise ValueError("propagate='embeddings' propagates learned embeddings, so it needs the graph: pass a PyG Data, "
+                                 "not precomputed hops (or build the tokenizer with propagate='features').")
             if self.level != "node" or data.ndim != 3 or data.shape[1] != self.num_hops + 1:
                 raise ValueError(
                     f"A tensor input to the graph tokenizer must be precomputed hop features [B, {self.num_hops + 1}, F] "
@@ -175,6 +247,8 @@ class GraphTokenizer(nn.Module):
                 )
             hops, batch = data.float(), None
         elif isinstance(data, Data):
+            if self.level == "node" and self.aggr == "gcn" and (self.propagate == "embeddings" or getattr(data, "hops", None) is None):
+                return self._node_level_graph(data)
             hops = self.hops(data)
             batch = getattr(data, "batch", None)
         else:
@@ -184,9 +258,7 @@ class GraphTokenizer(nn.Module):
         self._check_width(hops.shape[-1])
         n = hops.shape[0]
         if self.level == "node":
-            x = self.dropout(self.proj(self.dropout(hops)))
-            pos = self.hop_embed.expand(n, -1, -1)
-            return Tokens(x, None, pos, self.modality, meta={"level": "node", "num_nodes": n})
+            return self._node_tokens(self.dropout(self._linear(self.dropout(hops))))
         if batch is None:
             batch = torch.zeros(n, dtype=torch.long, device=hops.device)
         h = self.dropout(self.proj(self.dropout(hops.flatten(1))))
