@@ -1,0 +1,182 @@
+"""unimix against PyG's GCN and GAT on a Planetoid graph: same split, same seeds, one run.
+
+    python benchmarks/graphs.py --root ../shared/data --seeds 10 --threads 1 --json
+
+Baselines use their published hyper-parameters (PyG's ``examples/gcn.py`` / ``gat.py``, from the
+papers): GCN 2 layers, 16 hidden, dropout 0.5, Adam lr 0.01, weight decay 5e-4; GAT 8 heads x 8
+hidden, 1 output head, dropout 0.6 on inputs and attention, ELU, Adam lr 0.005, weight decay 5e-4.
+unimix runs with ``examples/cora.py``'s defaults. Every model gets the same protocol: row-normalised
+features, one full-batch training step and one full-graph evaluation per epoch, the test accuracy
+at the epoch with the best validation accuracy (ties: lower validation loss), early stop after
+``--patience`` epochs without improvement.
+
+Each model runs in its own process, so ``peak MB`` is that process's peak resident memory
+(``ru_maxrss``: Python, torch and the dataset included) and ``train MB`` the growth over the memory
+measured just before training. ``ms/epoch`` is a training step plus the full evaluation.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ("gcn", "gat", "unimix")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", default=None, help="data folder (default: $UNIMIX_DATA, else ~/.cache/unimix/data)")
+    ap.add_argument("--dataset", default="Cora")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=300)
+    ap.add_argument("--patience", type=int, default=100)
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {METHODS}")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads in every process (0: torch's default)")
+    ap.add_argument("--json", action="store_true", help="last line: one JSON object")
+    args = ap.parse_args(argv)
+    methods = [m.strip().lower() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        ap.error(f"--methods: unknown {bad}; choose from {METHODS}")
+    args.methods = methods
+    return args
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _baseline(name: str, num_features: int, num_classes: int):
+    import torch.nn.functional as F
+    from torch import nn
+    from torch_geometric.nn import GATConv, GCNConv
+
+    class GCN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = GCNConv(num_features, 16), GCNConv(16, num_classes)
+
+        def forward(self, data):
+            x = F.dropout(data.x, 0.5, self.training)
+            x = F.dropout(F.relu(self.conv1(x, data.edge_index)), 0.5, self.training)
+            return self.conv2(x, data.edge_index)
+
+    class GAT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = GATConv(num_features, 8, heads=8, dropout=0.6)
+            self.conv2 = GATConv(64, num_classes, heads=1, concat=False, dropout=0.6)
+
+        def forward(self, data):
+            x = F.dropout(data.x, 0.6, self.training)
+            x = F.dropout(F.elu(self.conv1(x, data.edge_index)), 0.6, self.training)
+            return self.conv2(x, data.edge_index)
+
+    if name == "gcn":
+        return GCN(), dict(lr=0.01, weight_decay=5e-4)
+    return GAT(), dict(lr=0.005, weight_decay=5e-4)
+
+
+def _train_baseline(name: str, data, num_classes: int, seed: int, epochs: int, patience: int) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    model, opt_kw = _baseline(name, data.num_features, num_classes)
+    opt = torch.optim.Adam(model.parameters(), **opt_kw)
+    best = {"val_acc": -1.0, "val_loss": float("inf"), "test_acc": 0.0, "epoch": 0}
+    start, epoch = time.perf_counter(), 0
+    for epoch in range(epochs):
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(data)[data.train_mask], data.y[data.train_mask]).backward()
+        opt.step()
+        model.eval()
+        with torch.no_grad():
+            out = model(data)
+        pred = out.argmax(-1)
+        val_loss = F.cross_entropy(out[data.val_mask], data.y[data.val_mask]).item()
+        val_acc = (pred[data.val_mask] == data.y[data.val_mask]).float().mean().item()
+        test_acc = (pred[data.test_mask] == data.y[data.test_mask]).float().mean().item()
+        if val_acc > best["val_acc"] or (val_acc == best["val_acc"] and val_loss < best["val_loss"]):
+            best = {"val_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc, "epoch": epoch}
+        if epoch - best["epoch"] >= patience:
+            break
+    ms = (time.perf_counter() - start) / (epoch + 1) * 1000
+    return {**best, "ms_per_epoch": ms, "params": sum(p.numel() for p in model.parameters())}
+
+
+def run_method(method: str, args: argparse.Namespace) -> dict:
+    """One model, every seed; runs in a fresh process (so its peak memory is its own)."""
+    import torch
+    import torch_geometric.transforms as T
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    import cora  # the example's model and training loop, unchanged
+
+    from unimix.data import load_planetoid
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_planetoid(args.dataset, args.root, transform=T.NormalizeFeatures())[0]
+    num_classes = int(data.y.max()) + 1
+    base = _rss_mb()
+    runs = []
+    for seed in range(args.seeds):
+        if method == "unimix":
+            ex_args = cora.parse_args(["--epochs", str(args.epochs), "--patience", str(args.patience)])
+            r = cora.train_one(data, num_classes, seed, ex_args)
+            r["params"] = sum(p.numel() for p in cora.build_model(data.num_features, num_classes, ex_args).parameters())
+        else:
+            r = _train_baseline(method, data, num_classes, seed, args.epochs, args.patience)
+        runs.append(r)
+        print(f"  {method} seed {seed}: test {100 * r['test_acc']:.1f} (epoch {r['epoch']}), {r['ms_per_epoch']:.1f} ms/epoch", flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    accs = [100 * r["test_acc"] for r in runs]
+    return {
+        "method": method,
+        "test_acc_mean": statistics.fmean(accs),
+        "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        "test_accs": accs,
+        "ms_per_epoch": statistics.fmean(r["ms_per_epoch"] for r in runs),
+        "peak_mb": peak,
+        "train_mb": peak - base,
+        "params": runs[0]["params"],
+    }
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    ctx = mp.get_context("spawn")
+    results = {}
+    for method in args.methods:
+        print(f"{method}: {args.seeds} seeds on {args.dataset}", flush=True)
+        with ctx.Pool(1) as pool:
+            results[method] = pool.apply(run_method, (method, args))
+    print(f"\n{args.dataset}, public split, {args.seeds} seeds (test accuracy at the best validation epoch)")
+    print(f"{'model':<8} {'test acc %':>14} {'ms/epoch':>9} {'peak MB':>8} {'train MB':>9} {'params':>8}")
+    for m, r in results.items():
+        print(f"{m:<8} {r['test_acc_mean']:>7.2f} ± {r['test_acc_std']:<4.2f} {r['ms_per_epoch']:>9.1f} "
+              f"{r['peak_mb']:>8.0f} {r['train_mb']:>9.0f} {r['params']:>8}")
+    summary = {"dataset": args.dataset, "seeds": args.seeds, "threads": args.threads, "results": results}
+    if "unimix" in results and "gat" in results:
+        u, g = results["unimix"], results["gat"]
+        summary["unimix_minus_gat_acc"] = u["test_acc_mean"] - g["test_acc_mean"]
+        summary["unimix_over_gat_time"] = u["ms_per_epoch"] / g["ms_per_epoch"]
+        print(f"unimix - GAT: {summary['unimix_minus_gat_acc']:+.2f} points accuracy, "
+              f"{summary['unimix_over_gat_time']:.2f}x GAT's time per epoch")
+    if args.json:
+        print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The graph examples and benchmarks run end to end (tiny settings) and print parseable JSON;
+dataset helpers copy read-only raw files and fail offline with a clear message."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from unimix.data import graphs as data_graphs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(rel: str):
+    path = ROOT / rel
+    spec = importlib.util.spec_from_file_location(path.stem + "_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+def last_json(capsys) -> dict:
+    lines = [ln for ln in capsys.readouterr().out.strip().splitlines() if ln.strip()]
+    return json.loads(lines[-1])
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Copies and PyG's processed/ go to a per-test cache, never to the real data folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("UNIMIX_DATA", raising=False)
+
+
+def write_tu_dataset(root: Path, name: str = "TOYRINGS") -> Path:
+    """A TU-format dataset without node features: rings (class 0) and stars (class 1), with an
+    isolated node, a self-loop and a duplicate edge in every graph."""
+    raw = root / name / "raw"
+    raw.mkdir(parents=True)
+    edges, indicator, labels, offset = [], [], [], 1
+    for g in range(16):
+        n = 5 + g % 4
+        label = g % 2
+        pairs = [(i, (i + 1) % (n - 1)) for i in range(n - 1)] if label == 0 else [(0, i) for i in range(1, n - 1)]
+        pairs += [pairs[0], (1, 1)]  # duplicate edge, self-loop; node n-1 stays isolated
+        for a, b in pairs:
+            edges += [(a + offset, b + offset), (b + offset, a + offset)]
+        indicator += [g + 1] * n
+        labels.append(label)
+        offset += n
+    (raw / f"{name}_A.txt").write_text("".join(f"{a}, {b}\n" for a, b in edges))
+    (raw / f"{name}_graph_indicator.txt").write_text("".join(f"{i}\n" for i in indicator))
+    (raw / f"{name}_graph_labels.txt").write_text("".join(f"{y}\n" for y in labels))
+    return root
+
+
+def test_missing_planetoid_offline_says_where_to_put_the_files(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        data_graphs.load_planetoid("cora", tmp_path / "empty", download=False)
+    msg = str(err.value)
+    assert str(tmp_path / "empty" / "Cora" / "raw") in msg and "ind.cora.graph" in msg and "UNIMIX_DATA" in msg
+    with pytest.raises(ValueError, match="Did you mean 'CiteSeer'"):
+        data_graphs.load_planetoid("citeseerr", tmp_path, download=False)
+
+
+def test_cora_example_offline_error(tmp_path):
+    cora = load_script("examples/cora.py")
+    with pytest.raises(FileNotFoundError, match="raw files not found"):
+        cora.main(["--root", str(tmp_path / "nothing"), "--no-download", "--epochs", "1"])
+
+
+def test_tu_example_without_node_features(tmp_path, capsys):
+    """No node features (degree one-hot), isolated nodes, self-loops, duplicate edges; 2-fold CV."""
+    root = write_tu_dataset(tmp_path / "tu")
+    tu = load_script("examples/tu_graphs.py")
+    res = tu.main(["--root", str(root), "--dataset", "TOYRINGS", "--folds", "2", "--epochs", "2", "--dim", "32",
+                   "--output-dir", str(tmp_path / "out"), "--no-download", "--json"])
+    out = last_json(capsys)
+    assert out == json.loads(json.dumps(res))
+    assert 0 <= out["acc_mean"] <= 100 and out["acc_std"] >= 0 and out["folds"] == 2
+    assert Path(out["plot"]).is_file()
+
+
+def test_read_only_root_is_copied_to_the_cache(tmp_path):
+    root = write_tu_dataset(tmp_path / "ro")
+    for p in [root, root / "TOYRINGS", root / "TOYRINGS" / "raw"]:
+        p.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        ds = data_graphs.load_tudataset("TOYRINGS", root, download=False)
+        assert len(ds) == 16
+        assert not (root / "TOYRINGS" / "processed").exists()
+        assert (tmp_path / "cache" / "unimix" / "data" / "TUDataset" / "TOYRINGS" / "processed").is_dir()
+    finally:
+        for p in [root, root / "TOYRINGS", root / "TOYRINGS" / "raw"]:
+            p.chmod(stat.S_IRWXU)
+
+
+def test_cora_example_json(shared_data, tmp_path, capsys):
+    cora = load_script("examples/cora.py")
+    res = cora.main(["--root", str(shared_data / "planetoid"), "--seeds", "2", "--epochs", "3", "--dim", "32",
+                     "--output-dir", str(tmp_path), "--no-download", "--json"])
+    out = last_json(capsys)
+    assert out["dataset"] == "Cora" and out["seeds"] == 2
+    assert 0 <= out["test_acc_mean"] <= 100 and out["test_acc_std"] >= 0 and out["ms_per_epoch"] > 0
+    assert Path(out["plot"]).is_file() and res["test_acc_mean"] == out["test_acc_mean"]
+    assert not (shared_data / "planetoid" / "Cora" / "processed").exists()
+
+
+def test_mutag_example_json(shared_data, tmp_path, capsys):
+    tu = load_script("examples/tu_graphs.py")
+    tu.main(["--root", str(shared_data), "--folds", "2", "--epochs", "1", "--dim", "32", "--no-plot", "--no-download", "--json"])
+    out = last_json(capsys)
+    assert out["dataset"] == "MUTAG" and 0 <= out["acc_mean"] <= 100
+
+
+def test_graph_scale_benchmark_json(capsys):
+    scale = load_script("benchmarks/graph_scale.py")
+    scale.main(["--sizes", "2000,4000", "--epochs", "1", "--batch-size", "512", "--json"])
+    out = last_json(capsys)
+    assert [r["nodes"] for r in out["rows"]] == [2000, 4000]
+    assert out["rows"][1]["edges"] == 40000 and out["node_ratio"] == 2.0 and out["epoch_time_ratio"] > 0
+
+
+def test_sbm_generator_is_homophilous():
+    scale = load_script("benchmarks/graph_scale.py")
+    args = scale.parse_args(["--sizes", "5000", "--homophily", "0.8"])
+    x, edge_index, y = scale.generate_graph(5000, args, torch.Generator().manual_seed(0))
+    same = (y[edge_index[0]] == y[edge_index[1]]).float().mean().item()
+    assert 0.75 < same < 0.9 and edge_index.shape == (2, 50000) and x.shape == (5000, 32)
