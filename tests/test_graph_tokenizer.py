@@ -131,3 +131,15 @@ def test_add_hop_features_transform():
     assert g.hops.shape == (6, 3, 33) and "aggr='sum'" in repr(t)
     with pytest.raises(ValueError, match="uses num_hops=3"):
         GraphTokenizer(embed_dim=8, num_hops=3, level="graph")(g)
+
+
+def test_cached_adjacency_and_features_follow_in_place_changes():
+    g = torch.Generator().manual_seed(3)
+    data = Data(x=torch.randn(30, 8, generator=g), edge_index=torch.randint(0, 30, (2, 90), generator=g))
+    tok = GraphTokenizer(embed_dim=16, num_hops=2).eval()
+    first = tok(data).x
+    torch.testing.assert_close(tok(data).x, first)
+    data.x.mul_(2.0)  # in place: the cached features must not be reused
+    data.edge_index[:, :10] = torch.arange(10).repeat(2, 1)
+    expected = tok(hop_features(data.x, data.edge_index, 2)).x
+    torch.testing.assert_close(tok(data).x, expected, rtol=1e-4, atol=1e-5)

@@ -22,6 +22,24 @@ Two levels:
   ``Tokens.x`` is ``[num_graphs, max_nodes, D]``.
 
 Graphs without node features get one-hot node degrees (capped at ``max_degree``).
+
+Aggregation (``aggr``). Node level uses ``A_hat`` above (smoothing, what homophilous citation
+graphs need). Graph level defaults to GIN's sum, ``A + I`` with signed ``log1p``: hop ``k`` then
+counts the node labels within ``k`` hops, which mean-pooled normalised hops cannot (two molecules
+that differ by how many nitro groups they carry average to nearly the same tokens).
+
+Cost at node level. Given a PyG ``Data``, the tokenizer projects first and propagates after:
+``A_hat^k (x W) + b`` is exactly ``(A_hat^k x) W + b`` (propagation is linear), but costs one
+``F -> D`` projection and ``K`` sparse products of width ``D`` instead of ``K + 1`` projections of
+width ``F``. Sparse features (bag of words) are projected as a sparse matrix, and their dropout
+only draws the non-zeros (zeros stay zero under dropout anyway). The adjacency and the feature
+checks are cached while the same, unmodified ``edge_index`` / ``x`` tensors come back (full-batch
+training on one graph). Precomputed hop rows (:class:`AddHopFeatures`) give the same tokens at
+inference and are the path for mini-batches on graphs too large for a full-graph step.
+
+Learned propagation (``propagate="embeddings"``, node level, opt-in): ``x`` is embedded by the
+projection and a GELU *before* propagation (as APPNP / DAGNN propagate learned representations
+rather than raw features). It needs the graph at every step, so precomputed hops are refused.
 """
 from __future__ import annotations
 
@@ -64,6 +82,35 @@ AGGREGATIONS = ("gcn", "sum")
 PROPAGATE = ("features", "embeddings")
 
 
+def adjacency(edge_index: Tensor, num_nodes: int, aggr: str = "gcn", dtype: torch.dtype = torch.float32) -> Tensor:
+    """Sparse CSR propagation matrix ``[N, N]`` (``O(E)`` memory): ``D^-1/2 (A + I) D^-1/2`` for
+    ``aggr="gcn"``, ``A`` (the ``+ I`` is added in :func:`propagate`) for ``aggr="sum"``.
+
+    Self-loops already present and duplicate edges are merged first, so both count once.
+    """
+    if aggr not in AGGREGATIONS:
+        raise ValueError(f"Unknown aggr '{aggr}'; expected one of {AGGREGATIONS}.")
+    edge_index, _ = remove_self_loops(edge_index)
+    edge_index = coalesce(edge_index, num_nodes=num_nodes)
+    if aggr == "gcn":
+        edge_index, weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=True)
+    else:
+        weight = torch.ones(edge_index.shape[1], device=edge_index.device)
+    # A_hat is symmetric for undirected graphs; row = target so A_hat @ x aggregates sources.
+    with warnings.catch_warnings():  # torch flags sparse CSR as beta on every construction
+        warnings.simplefilter("ignore", UserWarning)
+        return to_torch_csr_tensor(edge_index.flip(0), weight.to(dtype), size=(num_nodes, num_nodes))
+
+
+def propagate(x: Tensor, adj: Tensor, num_hops: int, aggr: str = "gcn") -> Tensor:
+    """``[N, K + 1, F]``: ``x`` and its ``K`` propagations with :func:`adjacency`'s matrix."""
+    hops = [x]
+    for _ in range(num_hops):
+        hops.append(adj @ hops[-1] + (hops[-1] if aggr == "sum" else 0))
+    out = torch.stack(hops, 1)
+    return out.sign() * out.abs().log1p() if aggr == "sum" else out
+
+
 def hop_features(x: Tensor, edge_index: Tensor, num_hops: int, num_nodes: int | None = None, aggr: str = "gcn") -> Tensor:
     """``[N, K + 1, F]``: ``x`` propagated 0..K hops.
 
@@ -72,24 +119,8 @@ def hop_features(x: Tensor, edge_index: Tensor, num_hops: int, num_nodes: int | 
     then a signed ``log1p`` so dense graphs (hundreds of neighbours) stay in range.
     Self-loops already present and duplicate edges are merged first, so both count once.
     """
-    if aggr not in AGGREGATIONS:
-        raise ValueError(f"Unknown aggr '{aggr}'; expected one of {AGGREGATIONS}.")
     n = x.shape[0] if num_nodes is None else num_nodes
-    edge_index, _ = remove_self_loops(edge_index)
-    edge_index = coalesce(edge_index, num_nodes=n)
-    if aggr == "gcn":
-        edge_index, weight = gcn_norm(edge_index, None, n, add_self_loops=True)
-    else:
-        weight = torch.ones(edge_index.shape[1], dtype=x.dtype, device=x.device)
-    # A_hat is symmetric for undirected graphs; row = target so A_hat @ x aggregates sources.
-    with warnings.catch_warnings():  # torch flags sparse CSR as beta on every construction
-        warnings.simplefilter("ignore", UserWarning)
-        adj = to_torch_csr_tensor(edge_index.flip(0), weight.to(x.dtype), size=(n, n))
-    hops = [x]
-    for _ in range(num_hops):
-        hops.append(adj @ hops[-1] + (hops[-1] if aggr == "sum" else 0))
-    out = torch.stack(hops, 1)
-    return out.sign() * out.abs().log1p() if aggr == "sum" else out
+    return propagate(x, adjacency(edge_index, n, aggr, x.dtype), num_hops, aggr)
 
 
 class AddHopFeatures(BaseTransform):
@@ -170,6 +201,7 @@ class GraphTokenizer(nn.Module):
             self.proj = nn.Linear(f * (num_hops + 1), embed_dim) if f else nn.LazyLinear(embed_dim)
             self.hop_embed = None
         self.dropout = nn.Dropout(dropout)
+        self._cache: dict = {}
 
     @property
     def num_tokens(self) -> int | None:
@@ -204,18 +236,30 @@ class GraphTokenizer(nn.Module):
         n = x.shape[0]
         return Tokens(x, None, self.hop_embed.expand(n, -1, -1), self.modality, meta={"level": "node", "num_nodes": n})
 
+    def _cached(self, name: str, key: Tensor, make):
+        """``make()``, reused while ``key`` is the same tensor, unmodified (one graph trained
+        full-batch: the adjacency and feature checks are done once, not every step)."""
+        hit = self._cache.get(name)
+        if hit is not None and hit[0] is key and hit[1] == key._version:
+            return hit[2]
+        value = make()
+        self._cache[name] = (key, key._version, value)  # holds key, so its memory is not reused
+        return value
+
     def _project_nodes(self, x: Tensor) -> Tensor:
         """``dropout(x) W`` without bias, ``[N, F] -> [N, D]``.
 
         Bag-of-words style features are mostly zeros, and dropout leaves zeros as they are: only
         the non-zeros are drawn and multiplied (same distribution as dense dropout, a fraction of the cost).
         """
-        nz = x.nonzero(as_tuple=True)
-        if nz[0].numel() > 0.25 * x.numel():
+        xs = self._cached("sparse", x, lambda: x.to_sparse_csr() if (x != 0).sum() <= 0.25 * x.numel() else None)
+        if xs is None:
             return self._linear(self.dropout(x), bias=False)
         self._linear(x[:1])  # materialise a lazy weight
-        xs = torch.sparse_coo_tensor(torch.stack(nz), self.dropout(x[nz]), x.shape, is_coalesced=True)
-        return torch.sparse.mm(xs, self.proj.weight.t())
+        with warnings.catch_warnings():  # sparse CSR construction is flagged as beta
+            warnings.simplefilter("ignore", UserWarning)
+            xs = torch.sparse_csr_tensor(xs.crow_indices(), xs.col_indices(), self.dropout(xs.values()), xs.shape)
+        return xs @ self.proj.weight.t()
 
     def _node_level_graph(self, data: Data) -> Tokens:
         """Project first, then propagate: ``A_hat^k (x W) + b`` equals ``A_hat^k x W + b`` (A_hat is linear).
@@ -223,14 +267,19 @@ class GraphTokenizer(nn.Module):
         Costs one projection and K sparse products of width ``D`` instead of ``K + 1`` projections
         of width ``F``. In training, token dropout is applied once before propagation.
         """
-        x = node_features(data, self.max_degree)
         if getattr(data, "edge_index", None) is None:
             raise ValueError("Graph has no edge_index; pass edge_index=torch.empty(2, 0, dtype=torch.long) for a graph without edges.")
+        raw = getattr(data, "x", None)
+        x = node_features(data, self.max_degree) if raw is None else self._cached("x", raw, lambda: node_features(data, self.max_degree))
         self._check_width(x.shape[-1])
+        n = x.shape[0]
+        adj = self._cached("adj", data.edge_index, lambda: adjacency(data.edge_index, n, self.aggr, x.dtype))
+        if adj.shape[0] != n:
+            adj = adjacency(data.edge_index, n, self.aggr, x.dtype)
         h = self._project_nodes(x)
         if self.propagate == "embeddings":  # learned, non-linear node embedding, then propagated
             h = nn.functional.gelu(h + self.proj.bias)
-        h = hop_features(self.dropout(h), data.edge_index, self.num_hops, data.num_nodes)
+        h = propagate(self.dropout(h), adj, self.num_hops, self.aggr)
         if self.propagate == "features" and self.proj.bias is not None:
             h = h + self.proj.bias
         return self._node_tokens(h)
