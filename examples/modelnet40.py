@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import unimix
 from unimix.checkpoint import atomic_write_text, save_pretrained
 from unimix.data.modelnet import detect_format, load_modelnet40
 from unimix.data.pointcloud_transforms import AUGMENTATIONS, scale_and_translate
+from unimix.finetune import WarmupCosine
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -70,13 +70,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("--epochs, --batch-size and --num-points must be positive")
     return args
 
-
-def lr_at(epoch: float, args) -> float:
-    """Linear warm-up, then cosine to 1 % of the base rate."""
-    if epoch < args.warmup_epochs:
-        return args.lr * (epoch + 1) / (args.warmup_epochs + 1)
-    t = (epoch - args.warmup_epochs) / max(1, args.epochs - args.warmup_epochs)
-    return args.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
 @torch.no_grad()
@@ -149,6 +142,8 @@ def main(argv=None) -> dict:
         **overrides,
     ).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    steps = max(1, len(train_loader))
+    schedule = WarmupCosine(args.warmup_epochs * steps, args.epochs * steps, min_ratio=0.01)
     out_dir = Path(args.output_dir)
     best = {"acc": -1.0}
     history, train_samples, train_time = [], 0, 0.0
@@ -161,7 +156,7 @@ def main(argv=None) -> dict:
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{args.epochs}", leave=False, disable=args.json)
         for step, batch in enumerate(bar):
             for group in opt.param_groups:
-                group["lr"] = lr_at(epoch + step / max(1, len(train_loader)), args)
+                group["lr"] = args.lr * schedule(epoch * len(train_loader) + step)
             x = augment(batch["points"], g).to(device)
             y = batch["label"].to(device)
             loss = F.cross_entropy(model(x), y, label_smoothing=args.label_smoothing)

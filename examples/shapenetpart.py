@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import unimix
 from unimix.checkpoint import atomic_write_text, save_pretrained
 from unimix.data.pointcloud_transforms import AUGMENTATIONS
 from unimix.data.shapenetpart import PartMIoU, ShapeNetPart, restrict_to_category
+from unimix.finetune import WarmupCosine
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -68,12 +68,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("--epochs, --batch-size and --num-points must be positive")
     return args
 
-
-def lr_at(epoch: float, args) -> float:
-    if epoch < args.warmup_epochs:
-        return args.lr * (epoch + 1) / (args.warmup_epochs + 1)
-    t = (epoch - args.warmup_epochs) / max(1, args.epochs - args.warmup_epochs)
-    return args.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
 @torch.no_grad()
@@ -138,6 +132,8 @@ def main(argv=None) -> dict:
         **overrides,
     ).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    steps = max(1, len(train_loader))
+    schedule = WarmupCosine(args.warmup_epochs * steps, args.epochs * steps, min_ratio=0.01)
     out_dir = Path(args.output_dir)
     best = {"instance_miou": -1.0}
     history, train_samples, train_time = [], 0, 0.0
@@ -150,7 +146,7 @@ def main(argv=None) -> dict:
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{args.epochs}", leave=False, disable=args.json)
         for step, batch in enumerate(bar):
             for group in opt.param_groups:
-                group["lr"] = lr_at(epoch + step / max(1, len(train_loader)), args)
+                group["lr"] = args.lr * schedule(epoch * len(train_loader) + step)
             x = augment(batch["points"], g).to(device)
             logits = restrict_to_category(model(x), batch["label"].to(device), class_parts)
             loss = F.cross_entropy(logits.reshape(-1, num_parts), batch["part_labels"].to(device).reshape(-1),
