@@ -13,13 +13,22 @@
     python benchmarks/pointcloud.py --json
 
 Times are medians over ``--repeats`` interleaved runs. ``--threads 1`` (the default) gives stable
-numbers on a shared machine; ``--threads 0`` keeps torch's default.
+numbers on a shared machine; ``--threads 0`` keeps torch's default. On CPU with numba installed,
+unimix's grouping runs numba kernels on numba's default thread count (all cores; ``--numba-threads``
+changes it), and the same steps are also timed on one numba thread (``*_1thread``). The timings
+exclude the kernels' one-time JIT compilation: it is reported separately, measured in a fresh
+process with an empty numba cache (``numba_compile_s``), next to this process's first call, which
+loads the compiled kernels from the on-disk cache (``numba_first_call_s``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -83,6 +92,39 @@ def open3d_fps(xyz: torch.Tensor, g: int, start: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.stack(out)).float()
 
 
+_COMPILE_SNIPPET = """
+import time, torch
+from unimix.tokenizers.grouping import farthest_point_sample, gather_points, knn
+x = torch.rand(2, 64, 3)
+t = time.perf_counter()
+knn(gather_points(x, farthest_point_sample(x, 8, backend="numba")), x, 4, backend="numba")
+print(time.perf_counter() - t)
+"""
+
+
+def numba_compile_seconds() -> float:
+    """One-time JIT compilation of the numba kernels: first call in a fresh process, empty cache."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        out = subprocess.run([sys.executable, "-c", _COMPILE_SNIPPET], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def one_numba_thread(fn):
+    """``fn`` run with numba limited to one thread (restored afterwards)."""
+    import numba
+
+    def run():
+        n = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            return fn()
+        finally:
+            numba.set_num_threads(n)
+
+    return run
+
+
 # ----------------------------------------------------------------------------- timing
 def timed(fns: dict, repeats: int) -> dict:
     """Median seconds of each function, runs interleaved so that load changes hit all alike."""
@@ -139,6 +181,7 @@ def main() -> None:
     ap.add_argument("--model-repeats", type=int, default=3)
     ap.add_argument("--skip-model", action="store_true")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--numba-threads", type=int, default=0, help="numba threads for unimix's kernels (0: numba's default)")
     ap.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = ap.parse_args()
     if args.threads > 0:
@@ -147,6 +190,18 @@ def main() -> None:
     xyz = torch.rand(args.batch, args.points, 3)
     start = start_indices(xyz)
     b, g, k = args.batch, args.groups, args.k
+    use_numba = resolve_fps_backend(xyz) == "numba"
+    extra, first = {}, {}
+    if use_numba:
+        import numba
+
+        if args.numba_threads > 0:
+            numba.set_num_threads(args.numba_threads)
+        first["numba_compile_s"] = numba_compile_seconds()
+        t0 = time.perf_counter()
+        unimix_grouping(xyz[:2, :64], 8, 4)
+        first["numba_first_call_s"] = time.perf_counter() - t0
+        extra["unimix_1thread"] = one_numba_thread(lambda: unimix_grouping(xyz, g, k))
 
     # (a) grouping; "cached": the same clouds a second time (FPSCache hit, kNN recomputed)
     cache = FPSCache()
@@ -157,13 +212,18 @@ def main() -> None:
         return centers, knn(centers, xyz, k)
 
     t = timed({"unimix": lambda: unimix_grouping(xyz, g, k), "reference": lambda: reference_grouping(xyz, g, k, start),
-               "cached": cached_grouping}, args.repeats)
+               "cached": cached_grouping, **extra}, args.repeats)
     ours_c, ours_g = unimix_grouping(xyz, g, k)
     ref_c, ref_g = reference_grouping(xyz, g, k, start)
     res = {"batch": b, "points": args.points, "groups": g, "k": k, "threads": torch.get_num_threads(),
-           "fps_backend": resolve_fps_backend(xyz), "grouping_ms": t["unimix"] * 1e3, "reference_grouping_ms": t["reference"] * 1e3,
+           "fps_backend": resolve_fps_backend(xyz), **first, "grouping_ms": t["unimix"] * 1e3, "reference_grouping_ms": t["reference"] * 1e3,
            "grouping_speedup_vs_loop": t["reference"] / t["unimix"], "grouping_cached_ms": t["cached"] * 1e3,
            "grouping_speedup_vs_loop_cached": t["reference"] / t["cached"], "same_centres_as_reference": same_sets(ours_c, ref_c)}
+    if use_numba:
+        res.update(numba_threads=numba.get_num_threads(), numba_threading_layer=numba.threading_layer(),
+                   grouping_1thread_ms=t["unimix_1thread"] * 1e3,
+                   grouping_speedup_vs_loop_1thread=t["reference"] / t["unimix_1thread"])
+        extra = {"unimix_1thread": one_numba_thread(lambda: gather_points(xyz, farthest_point_sample(xyz, g, ordered=False)))}
     # (b) FPS alone; the cached variant is a second pass over the same clouds (e.g. the test set
     # evaluated again), where the tokenizer's FPSCache returns the stored picks.
     t = timed({
@@ -173,12 +233,15 @@ def main() -> None:
         "unimix_torch": lambda: gather_points(xyz, farthest_point_sample(xyz, g, backend="torch")),
         "open3d": lambda: open3d_fps(xyz, g, start),
         "reference_loop": lambda: reference_fps(xyz, g, start),
+        **extra,
     }, args.repeats)
     res.update(fps_ms=t["unimix"] * 1e3, fps_ordered_ms=t["unimix_ordered"] * 1e3, fps_torch_backend_ms=t["unimix_torch"] * 1e3,
                open3d_fps_ms=t["open3d"] * 1e3, reference_fps_loop_ms=t["reference_loop"] * 1e3,
                fps_speedup_vs_open3d=t["open3d"] / t["unimix"], fps_cached_ms=t["unimix_cached"] * 1e3,
                fps_speedup_vs_open3d_cached=t["open3d"] / t["unimix_cached"],
                same_centres_as_open3d=same_sets(gather_points(xyz, farthest_point_sample(xyz, g)), open3d_fps(xyz, g, start)))
+    if use_numba:
+        res.update(fps_1thread_ms=t["unimix_1thread"] * 1e3, fps_speedup_vs_open3d_1thread=t["open3d"] / t["unimix_1thread"])
     # (c) whole model
     if not args.skip_model:
         auto = model_throughput("auto", "auto", args)
@@ -189,6 +252,10 @@ def main() -> None:
 
     if not args.json:
         print(f"B={b} N={args.points} G={g} k={k}, {res['threads']} torch thread(s), FPS backend: {res['fps_backend']}")
+        if use_numba:
+            print(f"numba kernels on {res['numba_threads']} thread(s) ({res['numba_threading_layer']}); timings exclude "
+                  f"the one-time JIT compile ({res['numba_compile_s']:.1f} s in a fresh process; "
+                  f"first call here, from the disk cache: {res['numba_first_call_s']:.2f} s)")
         print(f"{'':<38}{'unimix':>10}{'reference':>12}{'ratio':>8}")
         print(f"{'grouping (FPS + kNN) ms':<38}{res['grouping_ms']:>10.1f}{res['reference_grouping_ms']:>12.1f}"
               f"{res['grouping_speedup_vs_loop']:>8.2f}")
@@ -198,6 +265,11 @@ def main() -> None:
               f"{res['fps_speedup_vs_open3d']:>8.2f}")
         print(f"{'FPS ms, cached second pass':<38}{res['fps_cached_ms']:>10.1f}{res['open3d_fps_ms']:>12.1f}"
               f"{res['fps_speedup_vs_open3d_cached']:>8.2f}")
+        if use_numba:
+            print(f"{'grouping ms, 1 numba thread':<38}{res['grouping_1thread_ms']:>10.1f}{res['reference_grouping_ms']:>12.1f}"
+                  f"{res['grouping_speedup_vs_loop_1thread']:>8.2f}")
+            print(f"{'FPS ms, 1 numba thread':<38}{res['fps_1thread_ms']:>10.1f}{res['open3d_fps_ms']:>12.1f}"
+                  f"{res['fps_speedup_vs_open3d_1thread']:>8.2f}")
         for key in ("fps_ordered_ms", "fps_torch_backend_ms", "reference_fps_loop_ms", "same_centres_as_reference",
                     "same_centres_as_open3d", "model_train_samples_per_s", "model_infer_samples_per_s",
                     "model_train_samples_per_s_torch_grouping", "model_infer_samples_per_s_torch_grouping"):

@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from unimix.tokenizers import PointCloudTokenizer
-from unimix.tokenizers.grouping import _open3d_available, farthest_point_sample, knn, start_indices
+from unimix.tokenizers.grouping import (_numba_available, _open3d_available, farthest_point_sample, knn,
+                                       resolve_fps_backend, start_indices)
 
-BACKENDS = ["torch"] + (["open3d"] if _open3d_available() else [])
+BACKENDS = ["torch"] + (["open3d"] if _open3d_available() else []) + (["numba"] if _numba_available() else [])
+KNN_BACKENDS = ["torch", "scipy"] + (["numba"] if _numba_available() else [])
 
 
 def naive_fps(xyz: torch.Tensor, g: int, start: torch.Tensor) -> torch.Tensor:
@@ -79,7 +81,7 @@ def test_fps_unknown_backend():
         farthest_point_sample(torch.randn(1, 10, 3), 4, backend="cuda")
 
 
-@pytest.mark.parametrize("backend", ["torch", "scipy"])
+@pytest.mark.parametrize("backend", KNN_BACKENDS)
 def test_knn_matches_naive_reference(backend):
     g = torch.Generator().manual_seed(6)
     xyz = torch.rand(2, 150, 3, generator=g)
@@ -87,7 +89,7 @@ def test_knn_matches_naive_reference(backend):
     assert torch.equal(knn(q, xyz, 8, backend=backend), naive_knn(q, xyz, 8))
 
 
-@pytest.mark.parametrize("backend", ["torch", "scipy"])
+@pytest.mark.parametrize("backend", KNN_BACKENDS)
 def test_knn_with_padding_and_small_clouds(backend):
     xyz = torch.rand(2, 50, 3, generator=torch.Generator().manual_seed(7))
     mask = torch.ones(2, 50, dtype=torch.bool)
@@ -105,7 +107,7 @@ def test_tokenizer_same_tokens_whichever_backend():
     x = torch.randn(2, 128, 3)
     outs = []
     for fb in BACKENDS:
-        for kb in ("torch", "scipy"):
+        for kb in KNN_BACKENDS:
             tok.fps_backend, tok.knn_backend = fb, kb
             with torch.no_grad():
                 outs.append(tok(x))
@@ -151,3 +153,34 @@ def test_logits_ignore_point_order_even_with_token_mixing(block):
     perm = torch.randperm(200)
     with torch.no_grad():
         assert torch.allclose(model(x), model(x[:, perm]), atol=1e-5)
+
+
+@pytest.mark.skipif(not _numba_available(), reason="numba not installed")
+def test_numba_is_the_cpu_default_and_exact():
+    g = torch.Generator().manual_seed(9)
+    xyz = torch.rand(4, 500, 3, generator=g)
+    assert resolve_fps_backend(xyz) == "numba"
+    mask = torch.ones(4, 500, dtype=torch.bool)
+    mask[1, 300:] = False
+    mask[3, 1::2] = False
+    got = farthest_point_sample(xyz, 64, mask, backend="numba")
+    for b in range(4):
+        keep = mask[b].nonzero().flatten()
+        start = start_indices(xyz[b : b + 1, keep])
+        assert torch.equal(got[b], keep[naive_fps(xyz[b : b + 1, keep], 64, start)[0]])
+    centres = xyz.gather(1, got.unsqueeze(-1).expand(-1, -1, 3))
+    nn = knn(centres, xyz, 16, mask, backend="numba")
+    for b in range(4):
+        keep = mask[b].nonzero().flatten()
+        assert torch.equal(nn[b], keep[naive_knn(centres[b : b + 1], xyz[b : b + 1, keep], 16)[0]])
+
+
+@pytest.mark.skipif(not _numba_available(), reason="numba not installed")
+def test_numba_knn_breaks_ties_by_index_and_handles_k_above_points():
+    grid = torch.stack(torch.meshgrid(*[torch.arange(4.0)] * 3, indexing="ij"), -1).reshape(1, 64, 3)
+    q = grid[:, [0, 21, 42]]  # many points at equal distances
+    assert torch.equal(knn(q, grid, 10, backend="numba"), naive_knn(q, grid, 10))
+    few = grid[:, :5]
+    idx = knn(few[:, :2], few, 8, backend="numba")
+    assert torch.equal(idx[..., :5], naive_knn(few[:, :2], few, 5))
+    assert torch.equal(idx[..., 5:], idx[..., :1].expand(-1, -1, 3))

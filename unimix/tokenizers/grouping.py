@@ -1,15 +1,16 @@
 """Farthest-point sampling and k-nearest-neighbour grouping, batched, with a backend per device.
 
-No CUDA extension: everything runs on any device. Two backends each, picked automatically:
+No CUDA extension: everything runs on any device. Several backends each, picked automatically:
 
-- **FPS.** On CUDA (or when open3d is missing), a batched PyTorch loop: one step per centre, all
-  clouds at once. On CPU, open3d's C++ ``farthest_point_down_sample`` per cloud, which is several
-  times faster there than any per-step PyTorch loop. Both measure squared distances in float64 from
-  the same start point and break ties by the lowest index, so they pick **the same indices** (tested
-  against a naive reference).
-- **kNN.** On CUDA, chunked distance blocks + ``topk``. On CPU, a scipy k-d tree per cloud in a
-  thread pool (scipy releases the GIL), far cheaper than sorting distance blocks. Both return the
-  same neighbours sorted by distance (ties between equidistant points may be ordered differently).
+- **FPS.** On CPU, numba kernels compiled on first use (parallel over clouds); without numba,
+  open3d's C++ ``farthest_point_down_sample`` per cloud. On CUDA (or with neither), a batched
+  PyTorch loop: one step per centre, all clouds at once. All measure squared distances in float64
+  from the same start point and break ties by the lowest index, so they pick **the same indices**
+  (tested against a naive reference).
+- **kNN.** On CPU, a numba kernel (parallel over centres, exact top-k sorted by distance then
+  index); without numba, a scipy k-d tree per cloud in a thread pool for large problems. On CUDA,
+  chunked distance blocks + ``topk``. All return the same neighbours sorted by distance (ties between
+  equidistant points may be ordered differently by ``torch`` and ``scipy``).
 
 Memory is ``O(B * G * P)`` at most for ``G`` centres and ``P`` points, never ``P x P``.
 """
@@ -25,8 +26,8 @@ from torch import Tensor
 
 # Upper bound on B * g * P elements held at once by the torch kNN (about 64 MB of float32).
 _KNN_CHUNK_ELEMENTS = 1 << 24
-FPS_BACKENDS = ("auto", "torch", "open3d")
-KNN_BACKENDS = ("auto", "torch", "scipy")
+FPS_BACKENDS = ("auto", "torch", "open3d", "numba")
+KNN_BACKENDS = ("auto", "torch", "scipy", "numba")
 
 
 def _check_backend(kind: str, backend: str, valid: tuple[str, ...]) -> str:
@@ -46,15 +47,32 @@ def _open3d_available() -> bool:
 
 
 @lru_cache(maxsize=1)
+def _numba_available() -> bool:
+    try:
+        from . import _grouping_numba  # noqa: F401  (imports numba)
+    except Exception:  # ImportError, or a numba that does not match the installed numpy
+        return False
+    return True
+
+
+def _require_numba() -> None:
+    if not _numba_available():
+        raise ValueError("The numba grouping backend needs numba: pip install numba, or pass backend='auto'.")
+
+
+@lru_cache(maxsize=1)
 def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="unimix-knn")
 
 
 def resolve_fps_backend(xyz: Tensor, backend: str = "auto") -> str:
-    """The FPS backend ``auto`` stands for on this input: ``open3d`` on CPU when importable, else ``torch``."""
+    """The FPS backend ``auto`` stands for on this input: on CPU ``numba``, else ``open3d``, when
+    importable; ``torch`` elsewhere."""
     b = _check_backend("FPS", backend, FPS_BACKENDS)
     if b == "auto":
-        return "open3d" if xyz.device.type == "cpu" and _open3d_available() else "torch"
+        if xyz.device.type != "cpu":
+            return "torch"
+        return "numba" if _numba_available() else "open3d" if _open3d_available() else "torch"
     return b
 
 
@@ -83,7 +101,7 @@ def farthest_point_sample(
         mask: ``[B, P]`` bool, ``True`` for real points (padding is never picked).
         start: ``[B]`` first index per cloud. By default the point farthest from the cloud's
             centroid, which makes the result independent of the order of the points.
-        backend: ``auto`` (open3d on CPU, torch elsewhere), ``torch`` or ``open3d``.
+        backend: ``auto`` (numba, else open3d, on CPU; torch elsewhere), ``torch``, ``open3d`` or ``numba``.
         ordered: return the picks in the order FPS made them. ``False`` returns the same set in a
             canonical order instead (by distance to the start point, then index), which is just as
             independent of the input's point order and cheaper with the open3d backend (its C++
@@ -108,7 +126,10 @@ def farthest_point_sample(
     if start is None:
         start = start_indices(xyz, mask)
     start = start.to(xyz.device).long()
-    if resolve_fps_backend(xyz, backend) == "open3d":
+    name = resolve_fps_backend(xyz, backend)
+    if name == "numba":
+        idx = _fps_numba(xyz, num_samples, mask, start)
+    elif name == "open3d":
         idx = _fps_open3d(xyz, num_samples, mask, start)  # the set, in index order
         if ordered:
             # The i-th pick is also the farthest point of the picked set from the first i - 1 picks
@@ -235,6 +256,24 @@ def _fps_torch(xyz: Tensor, g: int, mask: Tensor | None, start: Tensor) -> Tenso
     return torch.stack(picks, 1)
 
 
+def _numba_points(xyz: Tensor, mask: Tensor | None) -> tuple[np.ndarray, np.ndarray]:
+    """float64 ``[B, 3, P]`` (one contiguous row per axis, for vector loads) and bool ``[B, P]``."""
+    pts = xyz.detach().cpu().double().transpose(1, 2).contiguous().numpy()
+    valid = np.ones(pts.shape[::2], dtype=np.bool_) if mask is None else np.ascontiguousarray(mask.cpu().numpy(), dtype=np.bool_)
+    return pts, valid
+
+
+def _fps_numba(xyz: Tensor, g: int, mask: Tensor | None, start: Tensor) -> Tensor:
+    _require_numba()
+    from ._grouping_numba import LOCK, fps_kernel
+
+    pts, valid = _numba_points(xyz, mask)
+    out = np.empty((pts.shape[0], g), dtype=np.int64)
+    with LOCK:
+        fps_kernel(pts, valid, np.ascontiguousarray(start.cpu().numpy(), dtype=np.int64), g, out)
+    return torch.from_numpy(out).to(xyz.device)
+
+
 def _fps_open3d(xyz: Tensor, g: int, mask: Tensor | None, start: Tensor) -> Tensor:
     """open3d's C++ FPS per cloud. The point index rides along as the colour so it comes back."""
     import open3d as o3d
@@ -272,14 +311,19 @@ def knn(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None = None, backend:
     """Indices of the ``k`` nearest valid points of ``xyz [B, P, 3]`` for each ``query [B, G, 3]``.
 
     Returns ``[B, G, k]`` sorted by distance. A cloud with fewer than ``k`` valid points repeats
-    its nearest point to fill the group. ``backend``: ``auto`` (scipy k-d trees on CPU for large
-    problems, torch otherwise), ``torch`` or ``scipy``.
+    its nearest point to fill the group. ``backend``: ``auto`` (numba on CPU, else scipy k-d trees
+    on CPU for large problems; torch otherwise), ``torch``, ``scipy`` or ``numba``.
     """
     b, g, _ = query.shape
     p = xyz.shape[1]
     name = _check_backend("kNN", backend, KNN_BACKENDS)
     if name == "auto":
-        name = "scipy" if xyz.device.type == "cpu" and b * g * p >= 1 << 18 else "torch"
+        if xyz.device.type == "cpu" and _numba_available():
+            name = "numba"
+        else:
+            name = "scipy" if xyz.device.type == "cpu" and b * g * p >= 1 << 18 else "torch"
+    if name == "numba":
+        return _knn_numba(query, xyz, k, mask)
     if name == "scipy":
         return _knn_scipy(query, xyz, k, mask)
     return _knn_torch(query, xyz, k, mask)
@@ -304,6 +348,18 @@ def _knn_torch(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None) -> Tenso
     if k_eff < k:
         idx = torch.cat([idx, idx[..., :1].expand(-1, -1, k - k_eff)], -1)
     return idx
+
+
+def _knn_numba(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None) -> Tensor:
+    _require_numba()
+    from ._grouping_numba import LOCK, knn_kernel
+
+    pts, valid = _numba_points(xyz, mask)
+    q = query.detach().cpu().double().contiguous().numpy()
+    out = np.empty((q.shape[0], q.shape[1], k), dtype=np.int64)
+    with LOCK:
+        knn_kernel(q, pts, valid, valid.sum(1).astype(np.int64), k, out)
+    return torch.from_numpy(out).to(xyz.device)
 
 
 def _knn_scipy(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None) -> Tensor:

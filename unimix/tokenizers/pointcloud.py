@@ -123,9 +123,10 @@ class PointCloudTokenizer(nn.Module):
         group_size: ``K`` neighbours per group (kNN).
         in_chans: channels per point: 3 (xyz) or 3 + features (6 for xyz + normals).
         hidden: width of the mini-PointNet.
-        fps_backend: farthest-point sampling backend: ``auto`` (open3d's C++ on CPU, batched
-            PyTorch elsewhere), ``torch`` or ``open3d``; all pick the same centres.
-        knn_backend: ``auto`` (scipy k-d trees on CPU, PyTorch elsewhere), ``torch`` or ``scipy``.
+        fps_backend: farthest-point sampling backend: ``auto`` (numba kernels on CPU, else open3d's
+            C++; batched PyTorch elsewhere), ``torch``, ``open3d`` or ``numba``; all pick the same centres.
+        knn_backend: ``auto`` (numba on CPU, else scipy k-d trees; PyTorch elsewhere), ``torch``,
+            ``scipy`` or ``numba``.
         fps_cache: remember the FPS of up to this many clouds, keyed by their exact contents, so a
             cloud seen again (the test set every epoch) skips FPS with the same result; 0 turns it off.
     """
