@@ -184,3 +184,29 @@ def test_numba_knn_breaks_ties_by_index_and_handles_k_above_points():
     idx = knn(few[:, :2], few, 8, backend="numba")
     assert torch.equal(idx[..., :5], naive_knn(few[:, :2], few, 5))
     assert torch.equal(idx[..., 5:], idx[..., :1].expand(-1, -1, 3))
+
+
+@pytest.mark.skipif(not _numba_available(), reason="numba not installed")
+@pytest.mark.parametrize("shape", ["flat", "line", "far_offset", "outside_queries", "masked"])
+def test_numba_grid_knn_is_exact_on_awkward_clouds(shape):
+    g = torch.Generator().manual_seed(10)
+    xyz = torch.rand(2, 400, 3, generator=g, dtype=torch.float64)
+    q = xyz[:, ::13]
+    mask = None
+    if shape == "flat":
+        xyz[..., 2] = 0.25
+        q = xyz[:, ::13]
+    elif shape == "line":
+        xyz[..., 1:] = 0.0
+        q = xyz[:, ::13]
+    elif shape == "far_offset":
+        xyz = xyz * 1e3 + 1e5
+        q = xyz[:, ::13]
+    elif shape == "outside_queries":
+        q = torch.rand(2, 30, 3, generator=g, dtype=torch.float64) * 3 - 1
+    else:
+        mask = torch.rand(2, 400, generator=g) > 0.7
+    got = knn(q, xyz, 24, mask, backend="numba")
+    for b in range(2):
+        keep = torch.arange(400) if mask is None else mask[b].nonzero().flatten()
+        assert torch.equal(got[b], keep[naive_knn(q[b : b + 1], xyz[b : b + 1, keep], 24)[0]])

@@ -7,8 +7,8 @@ No CUDA extension: everything runs on any device. Several backends each, picked 
   PyTorch loop: one step per centre, all clouds at once. All measure squared distances in float64
   from the same start point and break ties by the lowest index, so they pick **the same indices**
   (tested against a naive reference).
-- **kNN.** On CPU, a numba kernel (parallel over centres, exact top-k sorted by distance then
-  index); without numba, a scipy k-d tree per cloud in a thread pool for large problems. On CUDA,
+- **kNN.** On CPU, a numba kernel (a uniform grid per cloud, searched ring by ring around each
+  centre, in parallel; exact, sorted by distance then index); without numba, a scipy k-d tree per cloud in a thread pool for large problems. On CUDA,
   chunked distance blocks + ``topk``. All return the same neighbours sorted by distance (ties between
   equidistant points may be ordered differently by ``torch`` and ``scipy``).
 
@@ -26,6 +26,8 @@ from torch import Tensor
 
 # Upper bound on B * g * P elements held at once by the torch kNN (about 64 MB of float32).
 _KNN_CHUNK_ELEMENTS = 1 << 24
+# Grid density of the numba kNN: cells hold about this many points of a uniformly spread cloud.
+_POINTS_PER_CELL = 2
 FPS_BACKENDS = ("auto", "torch", "open3d", "numba")
 KNN_BACKENDS = ("auto", "torch", "scipy", "numba")
 
@@ -352,13 +354,17 @@ def _knn_torch(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None) -> Tenso
 
 def _knn_numba(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None) -> Tensor:
     _require_numba()
-    from ._grouping_numba import LOCK, knn_kernel
+    from ._grouping_numba import LOCK, grid_build_kernel, knn_grid_kernel
 
     pts, valid = _numba_points(xyz, mask)
+    b, _, p = pts.shape
     q = query.detach().cpu().double().contiguous().numpy()
     out = np.empty((q.shape[0], q.shape[1], k), dtype=np.int64)
+    sorted_xyz, sorted_idx = np.empty_like(pts), np.empty((b, p), dtype=np.int64)
+    cell_start, grid = np.empty((b, p + 2), dtype=np.int64), np.empty((b, 8))
     with LOCK:
-        knn_kernel(q, pts, valid, valid.sum(1).astype(np.int64), k, out)
+        grid_build_kernel(pts, valid, _POINTS_PER_CELL, sorted_xyz, sorted_idx, cell_start, grid)
+        knn_grid_kernel(q, sorted_xyz, sorted_idx, cell_start, grid, valid.sum(1).astype(np.int64), k, out)
     return torch.from_numpy(out).to(xyz.device)
 
 
