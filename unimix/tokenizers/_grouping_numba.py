@@ -1,7 +1,7 @@
 """numba kernels for farthest-point sampling and kNN on CPU (imported lazily by ``grouping``).
 
-FPS runs in parallel over clouds with ``prange``, one vectorised distance update and one argmax
-pass per centre. kNN bins each cloud into a uniform grid and searches rings of cells around each
+FPS runs in parallel over clouds with ``prange``, vectorised distance, minimum and maximum passes
+per centre, then a scan for the first index of the maximum. kNN bins each cloud into a uniform grid and searches rings of cells around each
 centre (in parallel over blocks of centres) until no unvisited cell can hold a nearer point, so it
 looks at a few hundred points per centre instead of all of them. Both measure squared distances in
 float64 without fast-math, so they pick exactly what the naive float64 loops pick: FPS takes the
@@ -27,30 +27,60 @@ if not os.environ.get("NUMBA_THREADING_LAYER") and numba.config.THREADING_LAYER 
 
 
 @njit(parallel=True, cache=True, fastmath=False, nogil=True)
-def fps_kernel(xyz, valid, start, g, out):  # pragma: no cover - compiled
-    """``xyz [B, 3, P]`` float64, ``valid [B, P]`` bool, ``start [B]`` -> ``out [B, G]``, picks in order."""
+def fps_kernel(xyz, valid, start, g, canonical, out, gap):  # pragma: no cover - compiled
+    """``xyz [B, 3, P]`` float64, ``valid [B, P]`` bool, ``start [B]`` -> ``out [B, G]``: the picks in
+    order, or with ``canonical`` sorted by (squared distance to the start, index). ``gap [B]`` (int64)
+    gets the bits of the last pick's squared distance to the earlier ones: 0 when the cloud ran out of
+    distinct points.
+
+    Squared distances are never negative (nor -0.0), and the bits of non-negative doubles order like
+    the doubles, so the running minima are kept as int64 bits: min, max and compare then vectorise
+    exactly, with no fast-math. Padding holds -1, below every real distance, so it is never picked.
+    """
     b, _, p = xyz.shape
+    big = np.iinfo(np.int64).max  # above the bits of every finite distance
     for c in prange(b):
         px, py, pz = xyz[c, 0], xyz[c, 1], xyz[c, 2]
-        dist = np.empty(p, dtype=np.float64)
+        dist = np.empty(p, dtype=np.int64)
+        d = np.empty(p, dtype=np.float64)
+        d_bits = d.view(np.int64)
         for i in range(p):
-            dist[i] = np.inf if valid[c, i] else -1.0  # padding never becomes the farthest point
+            dist[i] = big if valid[c, i] else -1
         far = start[c]
+        gap[c] = big
         for s in range(g):
             out[c, s] = far
+            if s == g - 1:
+                if s > 0:
+                    gap[c] = dist[far]
+                break
             cx, cy, cz = px[far], py[far], pz[far]
-            for i in range(p):  # branch-free, so it vectorises
+            for i in range(p):
                 dx = px[i] - cx
                 dy = py[i] - cy
                 dz = pz[i] - cz
-                d = dx * dx + dy * dy + dz * dz
-                dist[i] = d if d < dist[i] else dist[i]
-            best = dist[0]
-            far = 0
-            for i in range(1, p):  # strict '>' keeps the first index of the maximum
-                if dist[i] > best:
-                    best = dist[i]
+                d[i] = dx * dx + dy * dy + dz * dz
+            best = np.int64(-2)
+            for i in range(p):
+                v = min(dist[i], d_bits[i])
+                dist[i] = v
+                best = max(best, v)
+            for i in range(p):  # the first index of the maximum
+                if dist[i] == best:
                     far = i
+                    break
+        if canonical:
+            picks = np.sort(out[c])  # index order, the tie-break of the stable sort below
+            s0 = start[c]
+            d0 = np.empty(g, dtype=np.float64)
+            for j in range(g):
+                dx = px[picks[j]] - px[s0]
+                dy = py[picks[j]] - py[s0]
+                dz = pz[picks[j]] - pz[s0]
+                d0[j] = dx * dx + dy * dy + dz * dz
+            order = np.argsort(d0, kind="mergesort")
+            for j in range(g):
+                out[c, j] = picks[order[j]]
 
 
 @njit(parallel=True, cache=True, fastmath=False, nogil=True)

@@ -129,9 +129,9 @@ def farthest_point_sample(
         start = start_indices(xyz, mask)
     start = start.to(xyz.device).long()
     name = resolve_fps_backend(xyz, backend)
-    if name == "numba":
-        idx = _fps_numba(xyz, num_samples, mask, start)
-    elif name == "open3d":
+    if name == "numba":  # checks distinctness and orders the picks itself
+        return _fps_numba(xyz, num_samples, mask, start, ordered)
+    if name == "open3d":
         idx = _fps_open3d(xyz, num_samples, mask, start)  # the set, in index order
         if ordered:
             # The i-th pick is also the farthest point of the picked set from the first i - 1 picks
@@ -265,14 +265,19 @@ def _numba_points(xyz: Tensor, mask: Tensor | None) -> tuple[np.ndarray, np.ndar
     return pts, valid
 
 
-def _fps_numba(xyz: Tensor, g: int, mask: Tensor | None, start: Tensor) -> Tensor:
+def _fps_numba(xyz: Tensor, g: int, mask: Tensor | None, start: Tensor, ordered: bool) -> Tensor:
+    """FPS picks in order, or (``ordered=False``) in :func:`canonical_order`, both computed in the kernel."""
     _require_numba()
     from ._grouping_numba import LOCK, fps_kernel
 
     pts, valid = _numba_points(xyz, mask)
     out = np.empty((pts.shape[0], g), dtype=np.int64)
+    gap = np.empty(pts.shape[0], dtype=np.int64)  # bits of a non-negative double: 0 means 0.0
     with LOCK:
-        fps_kernel(pts, valid, np.ascontiguousarray(start.cpu().numpy(), dtype=np.int64), g, out)
+        fps_kernel(pts, valid, np.ascontiguousarray(start.cpu().numpy(), dtype=np.int64), g, not ordered, out, gap)
+    bad = np.flatnonzero(gap <= 0)  # as _check_distinct: the last pick has a twin among the earlier ones
+    if len(bad):
+        raise _too_few_distinct(int(bad[0]), g)
     return torch.from_numpy(out).to(xyz.device)
 
 
