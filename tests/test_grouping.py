@@ -210,3 +210,16 @@ def test_numba_grid_knn_is_exact_on_awkward_clouds(shape):
     for b in range(2):
         keep = torch.arange(400) if mask is None else mask[b].nonzero().flatten()
         assert torch.equal(got[b], keep[naive_knn(q[b : b + 1], xyz[b : b + 1, keep], 24)[0]])
+
+
+def test_auto_falls_back_without_numba(monkeypatch):
+    from unimix.tokenizers import grouping
+
+    monkeypatch.setattr(grouping, "_numba_available", lambda: False)
+    xyz = torch.rand(2, 300, 3, generator=torch.Generator().manual_seed(11))
+    assert grouping.resolve_fps_backend(xyz) == ("open3d" if _open3d_available() else "torch")
+    idx = farthest_point_sample(xyz, 32, ordered=False)
+    centres = xyz.gather(1, idx.unsqueeze(-1).expand(-1, -1, 3))
+    assert torch.equal(knn(centres, xyz, 8), naive_knn(centres, xyz, 8))
+    with pytest.raises(ValueError, match="pip install numba"):
+        farthest_point_sample(xyz, 8, backend="numba")
