@@ -1,11 +1,13 @@
 """numba kernels for farthest-point sampling and kNN on CPU (imported lazily by ``grouping``).
 
 FPS runs in parallel over clouds with ``prange``, vectorised distance, minimum and maximum passes
-per centre, then a scan for the first index of the maximum. kNN bins each cloud into a uniform grid and searches rings of cells around each
-centre (in parallel over blocks of centres) until no unvisited cell can hold a nearer point, so it
-looks at a few hundred points per centre instead of all of them. Both measure squared distances in
-float64 without fast-math, so they pick exactly what the naive float64 loops pick: FPS takes the
-first index of the maximum distance, kNN sorts by distance and then by index. Compiled on first use and cached on disk (``cache=True``) for later processes.
+per centre, then a scan for the first index of the maximum. kNN bins each cloud into a uniform
+grid and searches rings of cells around each centre (in parallel over blocks of centres) until no
+unvisited cell can hold a nearer point, so it looks at a few hundred points per centre instead of
+all of them. Both measure squared distances in float64 without fast-math, so they pick exactly what
+the naive float64 loops pick: FPS takes the first index of the maximum distance, kNN sorts by
+distance and then by index. Compiled on first use and cached on disk (``cache=True``) for later
+processes.
 
 Unless ``NUMBA_THREADING_LAYER`` says otherwise, numba's own ``workqueue`` thread pool runs the
 kernels: the OpenMP layer shares libgomp with PyTorch and, on a busy machine, cost milliseconds per
@@ -198,59 +200,59 @@ def knn_grid_kernel(query, sorted_xyz, sorted_idx, cell_start, grid, nvalid, k, 
     chunk = 64
     per = (g + chunk - 1) // chunk
     for job in prange(b * per):  # (cloud, block of queries): buffers allocated once per block
-      c = job // per
-      qv = np.empty(3)
-      lo = np.empty(3)
-      dims = np.empty(3, dtype=np.int64)
-      cq = np.empty(3, dtype=np.int64)
-      bd = np.empty(kb, dtype=np.float64)  # ascending by (distance, index)
-      bi = np.empty(kb, dtype=np.int64)
-      h = grid[c, 3]
-      slack = 1e-9 * (grid[c, 7] + h)  # rounding allowance on the stopping distance
-      for q in range((job - c * per) * chunk, min(g, (job - c * per + 1) * chunk)):
-        for a in range(3):
-            qv[a] = query[c, q, a]
-            lo[a] = grid[c, a]
-            dims[a] = np.int64(grid[c, 4 + a])
-            f = (qv[a] - lo[a]) / h
-            cq[a] = 0 if f < 0 else min(np.int64(f), dims[a] - 1)
-        n = 0
-        r = 0
-        while True:
-            x0, x1 = max(cq[0] - r, 0), min(cq[0] + r, dims[0] - 1)
-            y0, y1 = max(cq[1] - r, 0), min(cq[1] + r, dims[1] - 1)
-            z0, z1 = max(cq[2] - r, 0), min(cq[2] + r, dims[2] - 1)
-            for ix in range(x0, x1 + 1):
-                gx = _axis_gap(qv[0], lo[0] + ix * h, h, slack)
-                for iy in range(y0, y1 + 1):
-                    gxy = gx + _axis_gap(qv[1], lo[1] + iy * h, h, slack)
-                    if n == kb and gxy > bd[kb - 1]:
-                        continue  # the whole column of cells is farther than the k-th neighbour
-                    base = (ix * dims[1] + iy) * dims[2]
-                    if abs(ix - cq[0]) == r or abs(iy - cq[1]) == r:
-                        for iz in range(z0, z1 + 1):
-                            if n < kb or gxy + _axis_gap(qv[2], lo[2] + iz * h, h, slack) <= bd[kb - 1]:
-                                n = _visit_cell(c, base + iz, qv, sorted_xyz, sorted_idx, cell_start, bd, bi, n)
-                    else:  # inside the ring's x-y square: only its two z faces
-                        for iz in (cq[2] - r, cq[2] + r):
-                            if 0 <= iz < dims[2] and (
-                                    n < kb or gxy + _axis_gap(qv[2], lo[2] + iz * h, h, slack) <= bd[kb - 1]):
-                                n = _visit_cell(c, base + iz, qv, sorted_xyz, sorted_idx, cell_start, bd, bi, n)
-            # distance from the query to the nearest cell not visited yet
-            gap = np.inf
-            ends = ((x0, x1), (y0, y1), (z0, z1))
+        c = job // per
+        qv = np.empty(3)
+        lo = np.empty(3)
+        dims = np.empty(3, dtype=np.int64)
+        cq = np.empty(3, dtype=np.int64)
+        bd = np.empty(kb, dtype=np.float64)  # ascending by (distance, index)
+        bi = np.empty(kb, dtype=np.int64)
+        h = grid[c, 3]
+        slack = 1e-9 * (grid[c, 7] + h)  # rounding allowance on the stopping distance
+        for q in range((job - c * per) * chunk, min(g, (job - c * per + 1) * chunk)):
             for a in range(3):
-                l0, l1 = ends[a]
-                if l0 > 0:
-                    gap = min(gap, qv[a] - (lo[a] + l0 * h))
-                if l1 < dims[a] - 1:
-                    gap = min(gap, lo[a] + (l1 + 1) * h - qv[a])
-            if gap == np.inf:
-                break  # every cell visited
-            gap -= slack
-            if n == kb and gap > 0 and bd[kb - 1] < gap * gap:
-                break
-            r += 1
-        m = min(kb, nvalid[c])
-        for j in range(k):
-            out[c, q, j] = bi[j] if j < m else (bi[0] if m > 0 else 0)
+                qv[a] = query[c, q, a]
+                lo[a] = grid[c, a]
+                dims[a] = np.int64(grid[c, 4 + a])
+                f = (qv[a] - lo[a]) / h
+                cq[a] = 0 if f < 0 else min(np.int64(f), dims[a] - 1)
+            n = 0
+            r = 0
+            while True:
+                x0, x1 = max(cq[0] - r, 0), min(cq[0] + r, dims[0] - 1)
+                y0, y1 = max(cq[1] - r, 0), min(cq[1] + r, dims[1] - 1)
+                z0, z1 = max(cq[2] - r, 0), min(cq[2] + r, dims[2] - 1)
+                for ix in range(x0, x1 + 1):
+                    gx = _axis_gap(qv[0], lo[0] + ix * h, h, slack)
+                    for iy in range(y0, y1 + 1):
+                        gxy = gx + _axis_gap(qv[1], lo[1] + iy * h, h, slack)
+                        if n == kb and gxy > bd[kb - 1]:
+                            continue  # the whole column of cells is farther than the k-th neighbour
+                        base = (ix * dims[1] + iy) * dims[2]
+                        if abs(ix - cq[0]) == r or abs(iy - cq[1]) == r:
+                            for iz in range(z0, z1 + 1):
+                                if n < kb or gxy + _axis_gap(qv[2], lo[2] + iz * h, h, slack) <= bd[kb - 1]:
+                                    n = _visit_cell(c, base + iz, qv, sorted_xyz, sorted_idx, cell_start, bd, bi, n)
+                        else:  # inside the ring's x-y square: only its two z faces
+                            for iz in (cq[2] - r, cq[2] + r):
+                                if 0 <= iz < dims[2] and (
+                                        n < kb or gxy + _axis_gap(qv[2], lo[2] + iz * h, h, slack) <= bd[kb - 1]):
+                                    n = _visit_cell(c, base + iz, qv, sorted_xyz, sorted_idx, cell_start, bd, bi, n)
+                # distance from the query to the nearest cell not visited yet
+                gap = np.inf
+                ends = ((x0, x1), (y0, y1), (z0, z1))
+                for a in range(3):
+                    l0, l1 = ends[a]
+                    if l0 > 0:
+                        gap = min(gap, qv[a] - (lo[a] + l0 * h))
+                    if l1 < dims[a] - 1:
+                        gap = min(gap, lo[a] + (l1 + 1) * h - qv[a])
+                if gap == np.inf:
+                    break  # every cell visited
+                gap -= slack
+                if n == kb and gap > 0 and bd[kb - 1] < gap * gap:
+                    break
+                r += 1
+            m = min(kb, nvalid[c])
+            for j in range(k):
+                out[c, q, j] = bi[j] if j < m else (bi[0] if m > 0 else 0)

@@ -8,9 +8,10 @@ No CUDA extension: everything runs on any device. Several backends each, picked 
   from the same start point and break ties by the lowest index, so they pick **the same indices**
   (tested against a naive reference).
 - **kNN.** On CPU, a numba kernel (a uniform grid per cloud, searched ring by ring around each
-  centre, in parallel; exact, sorted by distance then index); without numba, a scipy k-d tree per cloud in a thread pool for large problems. On CUDA,
-  chunked distance blocks + ``topk``. All return the same neighbours sorted by distance (ties between
-  equidistant points may be ordered differently by ``torch`` and ``scipy``).
+  centre, in parallel; exact, sorted by distance then index); without numba, a scipy k-d tree per
+  cloud in a thread pool for large problems. On CUDA, chunked distance blocks + ``topk``. All
+  return the same neighbours sorted by distance (ties between equidistant points may be ordered
+  differently by ``torch`` and ``scipy``).
 
 Memory is ``O(B * G * P)`` at most for ``G`` centres and ``P`` points, never ``P x P``.
 """
@@ -261,7 +262,10 @@ def _fps_torch(xyz: Tensor, g: int, mask: Tensor | None, start: Tensor) -> Tenso
 def _numba_points(xyz: Tensor, mask: Tensor | None) -> tuple[np.ndarray, np.ndarray]:
     """float64 ``[B, 3, P]`` (one contiguous row per axis, for vector loads) and bool ``[B, P]``."""
     pts = xyz.detach().cpu().double().transpose(1, 2).contiguous().numpy()
-    valid = np.ones(pts.shape[::2], dtype=np.bool_) if mask is None else np.ascontiguousarray(mask.cpu().numpy(), dtype=np.bool_)
+    if mask is None:
+        valid = np.ones(pts.shape[::2], dtype=np.bool_)
+    else:
+        valid = np.ascontiguousarray(mask.cpu().numpy(), dtype=np.bool_)
     return pts, valid
 
 
