@@ -55,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--mlp-ratio", type=float, default=1.0, help="channel MLP ratio of the trunk blocks")
     ap.add_argument("--input-dropout", type=float, default=0.6, help="dropout on node features and on hop tokens")
     ap.add_argument("--dropout", type=float, default=0.5, help="dropout inside the trunk and before the classifier")
-    ap.add_argument("--lr", type=float, default=0.005)
+    ap.add_argument("--lr", type=float, default=0.002)
     ap.add_argument("--weight-decay", type=float, default=5e-3)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (0: torch's default); the per-step work is small, one thread avoids contention")
