@@ -39,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--root", default=None, help="data folder (default: $UNIMIX_DATA, else ~/.cache/unimix/data)")
     ap.add_argument("--dataset", default="MUTAG", help="TU dataset name, e.g. MUTAG, PROTEINS, IMDB-BINARY")
     ap.add_argument("--folds", type=int, default=10)
-    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--hops", type=int, default=3, help="K: each node token holds its features propagated 0..K hops")
     ap.add_argument("--dim", type=int, default=64)
@@ -47,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--block", default="external_attention", help="trunk block; token-mixing blocks need --max-nodes")
     ap.add_argument("--pool", default="mean", help="mean, max, attn or cls")
     ap.add_argument("--dropout", type=float, default=0.1)
-    ap.add_argument("--lr", type=float, default=0.005)
+    ap.add_argument("--lr", type=float, default=0.002)
     ap.add_argument("--weight-decay", type=float, default=5e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
