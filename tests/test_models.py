@@ -98,7 +98,7 @@ def test_cls_pool_uses_class_token():
     assert model(sample_input("pointcloud")).shape == (2, 5)
 
 
-@pytest.mark.parametrize("pool", ["mean", "max", "attn"])
+@pytest.mark.parametrize("pool", ["mean", "max", "sum", "attn"])
 def test_pooling_ignores_padded_nodes(pool):
     """A graph's logits are the same alone and in a batch padded to a larger graph."""
     from conftest import graph_batch

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ..tokens import Tokens
 
-POOLS = ("mean", "max", "cls", "attn")
+POOLS = ("mean", "max", "sum", "cls", "attn")
 
 
 def pool_tokens(tokens: Tokens, pool: str, attn_query: Tensor | None = None) -> Tensor:
@@ -25,6 +25,8 @@ def pool_tokens(tokens: Tokens, pool: str, attn_query: Tensor | None = None) -> 
             return x.mean(1)
         m = mask.unsqueeze(-1).to(x.dtype)
         return (x * m).sum(1) / m.sum(1).clamp_min(1)
+    if pool == "sum":  # counts matter (graph readout, as GIN): padding adds nothing
+        return x.sum(1) if mask is None else (x * mask.unsqueeze(-1).to(x.dtype)).sum(1)
     if pool == "max":
         if mask is not None:
             x = x.masked_fill(~mask.unsqueeze(-1), float("-inf"))
@@ -42,7 +44,8 @@ class ClassificationHead(nn.Module):
     Args:
         in_features: token width ``D``.
         num_classes: classes; 0 returns pooled features (no classifier), as timm.
-        pool: ``mean``, ``max``, ``cls`` or ``attn`` (learned query); all mask-aware.
+        pool: ``mean``, ``max``, ``sum`` (keeps counts: the usual graph readout), ``cls`` or
+            ``attn`` (learned query); all mask-aware.
         drop: dropout before the classifier.
     """
 
