@@ -93,9 +93,14 @@ class _ModelNetBase(Dataset):
         item = {"points": pts if self.normals else pts[:, :3].contiguous(), "label": torch.tensor(label)}
         return self.transform(item) if self.transform is not None else item
 
+    items: list[tuple[Path, int]]  # (file, class index) for the per-file layouts
+
+    def __len__(self) -> int:
+        return len(self.items)
+
     @property
     def labels(self) -> torch.Tensor:
-        raise NotImplementedError
+        return torch.tensor([c for _, c in self.items])
 
 
 class ModelNet40H5(_ModelNetBase):
@@ -192,13 +197,6 @@ class ModelNet40Resampled(_ModelNetBase):
             self.items.append((root / cls / f"{name}.txt", index[cls]))
         self._cache: dict[int, np.ndarray] = {}
 
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @property
-    def labels(self) -> torch.Tensor:
-        return torch.tensor([c for _, c in self.items])
-
     def __getitem__(self, i: int) -> dict:
         path, label = self.items[i]
         if i not in self._cache:
@@ -226,13 +224,6 @@ class ModelNet40OFF(_ModelNetBase):
         if not self.items:
             raise FileNotFoundError(f"No OFF meshes for split '{split}' under {root}/<class>/{split}/.")
         self._cache: dict[int, np.ndarray] = {}
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @property
-    def labels(self) -> torch.Tensor:
-        return torch.tensor([c for _, c in self.items])
 
     def __getitem__(self, i: int) -> dict:
         from torch_geometric.data import Data
