@@ -118,14 +118,16 @@ class Backbone(nn.Module):
         modality = resolve_name("modality", modality, TOKENIZERS)
         if modality not in self.tokenizers:
             raise ValueError(f"This backbone has no '{modality}' tokenizer; it has {self.modalities}.")
-        tokens = self.tokenizers[modality](x)
+        return self.embed(self.tokenizers[modality](x))
+
+    def embed(self, tokens: Tokens) -> Tokens:
+        """What the backbone adds to any tokenizer's output: positions, then the class token."""
         x = tokens.x if tokens.pos is None else tokens.x + tokens.pos
-        if self.cls_token is not None:
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], 1)
-            if tokens.mask is not None:
-                tokens.mask = torch.cat([tokens.mask.new_ones(x.shape[0], 1), tokens.mask], 1)
-            tokens.num_prefix_tokens = 1
-        return tokens.replace(x=x)
+        if self.cls_token is None:
+            return tokens.replace(x=x)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], 1)
+        mask = None if tokens.mask is None else torch.cat([tokens.mask.new_ones(x.shape[0], 1), tokens.mask], 1)
+        return tokens.replace(x=x, mask=mask, num_prefix_tokens=1)
 
     def forward(self, x: object, modality: str | None = None) -> Tokens:
         """Tokenize ``x`` (modality inferred from its type when not given) and run the trunk."""

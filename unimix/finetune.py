@@ -145,15 +145,7 @@ class MultiTaskModel(PretrainedMixin, nn.Module):
 
     def tokenize(self, x: Any, task: str) -> Tokens:
         """The task's tokenizer, then what :meth:`Backbone.tokenize` adds (positions, class token)."""
-        bb = self.backbone
-        tokens = self.tokenizers[task](x)
-        h = tokens.x if tokens.pos is None else tokens.x + tokens.pos
-        if bb.cls_token is not None:
-            h = torch.cat([bb.cls_token.expand(h.shape[0], -1, -1), h], 1)
-            if tokens.mask is not None:
-                tokens.mask = torch.cat([tokens.mask.new_ones(h.shape[0], 1), tokens.mask], 1)
-            tokens.num_prefix_tokens = 1
-        return tokens.replace(x=h)
+        return self.backbone.embed(self.tokenizers[task](x))
 
     def forward_features(self, x: Any, task: str) -> Tokens:
         return self.backbone.trunk(self.tokenize(x, task))
