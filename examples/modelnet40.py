@@ -29,13 +29,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 import unimix
 from unimix.checkpoint import atomic_write_text, save_pretrained
 from unimix.data.modelnet import detect_format, load_modelnet40
 from unimix.data.pointcloud_transforms import AUGMENTATIONS, scale_and_translate
-from unimix.finetune import WarmupCosine
+from unimix.finetune import WarmupCosine, train_epoch
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -150,22 +149,16 @@ def main(argv=None) -> dict:
     if not args.json:
         print(f"ModelNet40 ({fmt}) from {args.data_dir}: {len(train_set)} train / {len(test_set)} test shapes, "
               f"{len(classes)} classes; {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+    def loss_fn(batch):
+        x = augment(batch["points"], g).to(device)
+        y = batch["label"].to(device)
+        return F.cross_entropy(model(x), y, label_smoothing=args.label_smoothing), len(y)
+
     for epoch in range(args.epochs):
-        model.train()
-        t0, loss_sum, n = time.perf_counter(), 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{args.epochs}", leave=False, disable=args.json)
-        for step, batch in enumerate(bar):
-            for group in opt.param_groups:
-                group["lr"] = args.lr * schedule(epoch * len(train_loader) + step)
-            x = augment(batch["points"], g).to(device)
-            y = batch["label"].to(device)
-            loss = F.cross_entropy(model(x), y, label_smoothing=args.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum, n = loss_sum + loss.item() * len(y), n + len(y)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        train_time += time.perf_counter() - t0
+        stats = train_epoch(model, train_loader, opt, loss_fn, lambda step: args.lr * schedule(epoch * len(train_loader) + step),
+                            desc=f"epoch {epoch + 1}/{args.epochs}", disable=args.json)
+        loss_sum, n = stats["loss"] * stats["samples"], stats["samples"]
+        train_time += stats["seconds"]
         train_samples += n
         res = evaluate(model, test_loader, device, len(classes))
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(1, n), "test_acc": res["acc"], "test_class_acc": res["class_acc"]})

@@ -27,13 +27,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 import unimix
 from unimix.checkpoint import atomic_write_text, save_pretrained
 from unimix.data.pointcloud_transforms import AUGMENTATIONS
 from unimix.data.shapenetpart import PartMIoU, ShapeNetPart, restrict_to_category
-from unimix.finetune import WarmupCosine
+from unimix.finetune import WarmupCosine, train_epoch
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -140,23 +139,18 @@ def main(argv=None) -> dict:
     if not args.json:
         print(f"ShapeNetPart from {args.data_dir}: {len(train_set)} train / {len(test_set)} test shapes, "
               f"{len(categories)} categories, {num_parts} parts")
+    def loss_fn(batch):
+        x = augment(batch["points"], g).to(device)
+        logits = restrict_to_category(model(x), batch["label"].to(device), class_parts)
+        loss = F.cross_entropy(logits.reshape(-1, num_parts), batch["part_labels"].to(device).reshape(-1),
+                               label_smoothing=args.label_smoothing)
+        return loss, len(x)
+
     for epoch in range(args.epochs):
-        model.train()
-        t0, loss_sum, n = time.perf_counter(), 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{args.epochs}", leave=False, disable=args.json)
-        for step, batch in enumerate(bar):
-            for group in opt.param_groups:
-                group["lr"] = args.lr * schedule(epoch * len(train_loader) + step)
-            x = augment(batch["points"], g).to(device)
-            logits = restrict_to_category(model(x), batch["label"].to(device), class_parts)
-            loss = F.cross_entropy(logits.reshape(-1, num_parts), batch["part_labels"].to(device).reshape(-1),
-                                   label_smoothing=args.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum, n = loss_sum + loss.item() * len(x), n + len(x)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        train_time += time.perf_counter() - t0
+        stats = train_epoch(model, train_loader, opt, loss_fn, lambda step: args.lr * schedule(epoch * len(train_loader) + step),
+                            desc=f"epoch {epoch + 1}/{args.epochs}", disable=args.json)
+        loss_sum, n = stats["loss"] * stats["samples"], stats["samples"]
+        train_time += stats["seconds"]
         train_samples += n
         res = evaluate(model, test_loader, device, class_parts, categories)
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(1, n), "instance_miou": res["instance_miou"],

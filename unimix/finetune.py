@@ -247,6 +247,32 @@ class WarmupCosine:
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
+def train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer,
+                loss_fn: Callable[[Any], tuple[Tensor, int]], lr_at: Callable[[int], float] | None = None,
+                desc: str = "", disable: bool = False) -> dict[str, float]:
+    """One plain training pass for scripts with their own loop (the :class:`Trainer` does more).
+
+    ``loss_fn(batch) -> (loss, num_samples)``; ``lr_at(step)`` sets every group's rate before the
+    step (``step`` counts batches within this epoch). Returns mean ``loss``, ``samples`` and ``seconds``.
+    """
+    from tqdm import tqdm
+
+    model.train()
+    t0, loss_sum, n = time.perf_counter(), 0.0, 0
+    bar = tqdm(loader, desc=desc, leave=False, disable=disable)
+    for step, batch in enumerate(bar):
+        if lr_at is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+        loss, k = loss_fn(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum, n = loss_sum + loss.item() * k, n + k
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    return {"loss": loss_sum / max(1, n), "samples": n, "seconds": time.perf_counter() - t0}
+
+
 def build_optimizer(model: nn.Module, name: str = "adamw", lr: float = 1e-3, weight_decay: float = 0.05,
                     layer_decay: float | None = None, momentum: float = 0.9) -> torch.optim.Optimizer:
     """AdamW / Adam / SGD over the trainable parameters; no weight decay on biases, norms and
