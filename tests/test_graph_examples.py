@@ -89,6 +89,20 @@ def test_tu_example_without_node_features(tmp_path, capsys):
     assert Path(out["plot"]).is_file()
 
 
+def test_tu_benchmark_runs_gin_and_unimix_on_the_same_folds(tmp_path, capsys):
+    """Rings vs stars without node features: both models learn it from one-hot degrees."""
+    root = write_tu_dataset(tmp_path / "tu")
+    bench = load_script("benchmarks/tu_graphs.py")
+    bench.main(["--root", str(root), "--dataset", "TOYRINGS", "--folds", "2", "--epochs", "30", "--no-download", "--json"])
+    out = last_json(capsys)
+    assert set(out["results"]) == {"GIN (PyG)", "unimix"}
+    for r in out["results"].values():
+        assert r["folds"] == 2 and r["params"] > 0
+        assert r["acc_mean"] >= 87.5, r  # 16 graphs: at most one mistake per model
+    u, g = out["results"]["unimix"], out["results"]["GIN (PyG)"]
+    assert out["unimix_minus_gin_last_epoch"] == pytest.approx(u["acc_mean"] - g["acc_mean"])
+
+
 def test_read_only_root_is_copied_to_the_cache(tmp_path):
     root = write_tu_dataset(tmp_path / "ro")
     for p in [root, root / "TOYRINGS", root / "TOYRINGS" / "raw"]:

@@ -90,9 +90,67 @@ def test_messy_graphs_with_and_without_features(level, num_features):
 
 
 def test_no_features_use_degree_one_hot():
-    tok = GraphTokenizer(embed_dim=8, num_hops=1, max_degree=4, level="graph")
+    tok = GraphTokenizer(embed_dim=8, num_hops=1, max_degree=4, level="graph", encoder="hops")
     tok(messy_graph(None))
     assert tok.in_channels == 4 + 1 and tok.proj.in_features == (4 + 1) * 2  # one-hot degree 0..4; hops 0..1 concatenated
+    gin = GraphTokenizer(embed_dim=8, num_hops=1, max_degree=4, level="graph")
+    gin(messy_graph(None))
+    assert gin.in_channels == 4 + 1 and gin.proj.in_features == 4 + 1
+
+
+@pytest.mark.parametrize("level", ["node", "graph"])
+def test_gin_encoder_counts_each_neighbour_once(level):
+    """Self-loops and repeated edges do not change GIN tokens; an isolated node only sees itself."""
+    torch.manual_seed(0)
+    tok = GraphTokenizer(embed_dim=16, num_hops=3, level=level, encoder="gin").eval()
+    messy = messy_graph()
+    clean = Data(x=messy.x, edge_index=clean_edges(), num_nodes=6)
+    torch.testing.assert_close(tok(messy).x, tok(clean).x)
+    alone = tok(Data(x=messy.x[5:], edge_index=torch.empty(2, 0, dtype=torch.long))).x
+    torch.testing.assert_close(alone[0, 0] if level == "graph" else alone[0], tok(clean).x[0, 5] if level == "graph" else tok(clean).x[5])
+
+
+def test_gin_encoder_tells_neighbour_counts_apart():
+    """Sum aggregation: the centre of a 3-leaf star and of a 5-leaf star get different tokens
+    (mean aggregation, or normalised hops, would make them equal)."""
+    torch.manual_seed(0)
+    tok = GraphTokenizer(embed_dim=16, num_hops=1, level="node", encoder="gin").eval()
+
+    def star(leaves):
+        src = torch.arange(1, leaves + 1)
+        return Data(x=torch.ones(leaves + 1, 1), edge_index=torch.stack([torch.cat([src, 0 * src]), torch.cat([0 * src, src])]))
+
+    a, b = tok(star(3)).x[0], tok(star(5)).x[0]
+    torch.testing.assert_close(a[0], b[0])  # hop 0: the node's own features
+    assert (a[1] - b[1]).abs().max() > 1e-3
+
+
+def test_gin_graph_model_is_node_order_invariant_and_trains_on_one_node_graphs():
+    torch.manual_seed(0)
+    model = unimix.create_model("unimix_t", tokenizer="graph", num_classes=2, dim=32, depth=2, pool="sum")
+    g = messy_graph()
+    perm = torch.randperm(6)
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(6)
+    shuffled = Data(x=g.x[perm], edge_index=inv[g.edge_index], num_nodes=6)
+    model.eval()
+    torch.testing.assert_close(model(g), model(shuffled), rtol=1e-5, atol=1e-5)
+    model.train()  # a batch holding a single node still trains (GIN's batch norm sees one row)
+    one = Data(x=torch.randn(1, 5), edge_index=torch.empty(2, 0, dtype=torch.long))
+    model(one).sum().backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if "tokenizers" in n)
+
+
+def test_gin_encoder_needs_the_graph_and_refuses_fixed_hop_options():
+    tok = GraphTokenizer(embed_dim=16, num_hops=2, encoder="gin")
+    g = messy_graph()
+    assert tok(g).x.shape == (6, 3, 16)
+    with pytest.raises(ValueError, match="needs the graph"):
+        tok(hop_features(g.x, g.edge_index, 2))
+    with pytest.raises(ValueError, match="encoder='gin' learns its own"):
+        GraphTokenizer(encoder="gin", aggr="gcn")
+    with pytest.raises(ValueError, match="Unknown encoder"):
+        GraphTokenizer(encoder="gcn")
 
 
 def test_feature_width_mismatch_with_a_trained_model_is_a_clear_error():
@@ -130,7 +188,7 @@ def test_add_hop_features_transform():
     g = t(messy_graph(None))
     assert g.hops.shape == (6, 3, 33) and "aggr='sum'" in repr(t)
     with pytest.raises(ValueError, match="uses num_hops=3"):
-        GraphTokenizer(embed_dim=8, num_hops=3, level="graph")(g)
+        GraphTokenizer(embed_dim=8, num_hops=3, level="graph", encoder="hops")(g)
 
 
 def test_cached_adjacency_and_features_follow_in_place_changes():

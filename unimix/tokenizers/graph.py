@@ -17,14 +17,14 @@ Two levels:
 - ``level="node"`` (node tasks on one big graph): every node is a *sequence* of ``K + 1`` hop tokens,
   ``Tokens.x`` is ``[num_nodes, K + 1, D]``; the trunk mixes a node's hops, the head reads one
   prediction per node. The token count is fixed, so every trunk block works.
-- ``level="graph"`` (graph tasks on a batch of small graphs): every node is one token (its hops
-  concatenated, then projected), graphs are padded to the largest one with a mask,
-  ``Tokens.x`` is ``[num_graphs, max_nodes, D]``.
+- ``level="graph"`` (graph tasks on a batch of small graphs): every node is one token (its learned
+  GIN layers, or its fixed hops, concatenated and projected), graphs are padded to the largest one
+  with a mask, ``Tokens.x`` is ``[num_graphs, max_nodes, D]``.
 
 Graphs without node features get one-hot node degrees (capped at ``max_degree``).
 
 Aggregation (``aggr``). Node level uses ``A_hat`` above (smoothing, what homophilous citation
-graphs need). Graph level defaults to GIN's sum, ``A + I`` with signed ``log1p``: hop ``k`` then
+graphs need). Fixed hops at graph level default to GIN's sum, ``A + I`` with signed ``log1p``: hop ``k`` then
 counts the node labels within ``k`` hops, which mean-pooled normalised hops cannot (two molecules
 that differ by how many nitro groups they carry average to nearly the same tokens).
 
@@ -37,6 +37,15 @@ checks are cached while the same, unmodified ``edge_index`` / ``x`` tensors come
 training on one graph). Precomputed hop rows (:class:`AddHopFeatures`) give the same tokens at
 inference and are the path for mini-batches on graphs too large for a full-graph step.
 
+Learned message passing (``encoder="gin"``, the graph-level default). Fixed hops describe a node by
+averages or counts of raw features; on small molecules that is not enough to tell the classes
+apart (MUTAG: 82 % with fixed hops, 89 % with GIN layers). With ``encoder="gin"`` the ``K`` hops
+are ``K`` learned PyG ``GINConv`` layers (sum aggregation, an MLP with batch norm each, GIN's most
+expressive form), and every layer's output is kept, as in GIN's readout: at graph level a node's
+token is the projection of ``[h_0, ..., h_K]`` concatenated; at node level the ``K + 1`` layer
+outputs are the node's tokens. The local structure is extracted here and the trunk mixes
+globally. It needs the graph at every step, so precomputed hops are refused.
+
 Learned propagation (``propagate="embeddings"``, node level, opt-in): ``x`` is embedded by the
 projection and a GELU *before* propagation (as APPNP / DAGNN propagate learned representations
 rather than raw features). It needs the graph at every step, so precomputed hops are refused.
@@ -48,6 +57,8 @@ import warnings
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
+from torch_geometric.nn import GINConv
+from torch_geometric.nn.models import MLP
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.transforms import BaseTransform
 from torch_geometric.utils import coalesce, degree, remove_self_loops, to_dense_batch, to_torch_csr_tensor
@@ -80,6 +91,7 @@ def node_features(data: Data, max_degree: int = 32) -> Tensor:
 
 AGGREGATIONS = ("gcn", "sum")
 PROPAGATE = ("features", "embeddings")
+ENCODERS = ("hops", "gin")
 
 
 def adjacency(edge_index: Tensor, num_nodes: int, aggr: str = "gcn", dtype: torch.dtype = torch.float32) -> Tensor:
@@ -155,9 +167,14 @@ class GraphTokenizer(nn.Module):
             count (needed by ``mixer``, ``resmlp`` and ``gmlp``). Larger graphs are an error.
         max_degree: cap of the one-hot degree used when a graph has no node features.
         dropout: dropout on the node features and on the tokens.
-        aggr: hop propagation, ``"gcn"`` (normalised, smoothing) or ``"sum"`` (GIN-style counts,
-            log-scaled); default ``"gcn"`` at node level and ``"sum"`` at graph level, where
+        aggr: fixed hop propagation, ``"gcn"`` (normalised, smoothing) or ``"sum"`` (GIN-style
+            counts, log-scaled); default ``"gcn"`` at node level and ``"sum"`` at graph level, where
             mean-pooled tokens would otherwise lose the counts that tell small graphs apart.
+        propagate: node level, fixed hops: ``"features"`` or ``"embeddings"`` (see above).
+        encoder: ``"hops"`` (fixed propagation, precomputable) or ``"gin"`` (``num_hops`` learned
+            GIN layers); default ``"hops"`` at node level and ``"gin"`` at graph level (``"hops"``
+            there too when ``aggr`` or ``propagate`` is given).
+        hidden_channels: width of the GIN layers (default ``embed_dim``).
 
     Node level also accepts a precomputed hop tensor ``[B, K + 1, F]`` (rows of
     ``data.hops``) for mini-batch training.
@@ -176,11 +193,21 @@ class GraphTokenizer(nn.Module):
         dropout: float = 0.0,
         aggr: str | None = None,
         propagate: str = "features",
+        encoder: str | None = None,
+        hidden_channels: int | None = None,
     ):
         super().__init__()
         level = level.lower()
         if level not in ("node", "graph"):
             raise ValueError(f"level must be 'node' or 'graph'; got '{level}'.")
+        if encoder is None:  # graph level learns GIN layers, unless fixed-hop options were asked for
+            encoder = "gin" if level == "graph" and aggr is None and propagate == "features" else "hops"
+        if encoder not in ENCODERS:
+            raise ValueError(f"Unknown encoder '{encoder}'; expected one of {ENCODERS}.")
+        if encoder == "gin" and (aggr is not None or propagate != "features"):
+            raise ValueError("aggr and propagate describe fixed hops; encoder='gin' learns its own (sum) aggregation. "
+                             "Drop them, or use encoder='hops'.")
+        self.encoder = encoder
         aggr = aggr if aggr is not None else ("gcn" if level == "node" else "sum")
         if aggr not in AGGREGATIONS:
             raise ValueError(f"Unknown aggr '{aggr}'; expected one of {AGGREGATIONS}.")
@@ -193,13 +220,24 @@ class GraphTokenizer(nn.Module):
         self.embed_dim, self.in_channels, self.num_hops = embed_dim, in_channels, num_hops
         self.level, self.max_nodes, self.max_degree = level, max_nodes, max_degree
         f = in_channels if in_channels else None
-        if level == "node":
+        self.convs = self.jk = None
+        if encoder == "gin":
+            h = hidden_channels or embed_dim
+            self.proj = nn.Linear(f, h) if f else nn.LazyLinear(h)  # node features -> h_0
+            # Batch norm as in GIN; a training batch of one node (a one-node graph) is allowed.
+            self.convs = nn.ModuleList(
+                GINConv(MLP([h, h, h], norm="batch_norm", norm_kwargs={"allow_single_element": True}))
+                for _ in range(num_hops)
+            )
+            self.jk = nn.Linear(h * (num_hops + 1), embed_dim) if level == "graph" or h != embed_dim else nn.Identity()
+        elif level == "node":
             self.proj = nn.Linear(f, embed_dim) if f else nn.LazyLinear(embed_dim)
-            self.hop_embed = nn.Parameter(torch.zeros(1, num_hops + 1, embed_dim))
-            nn.init.trunc_normal_(self.hop_embed, std=0.02)
         else:
             self.proj = nn.Linear(f * (num_hops + 1), embed_dim) if f else nn.LazyLinear(embed_dim)
-            self.hop_embed = None
+        self.hop_embed = None
+        if level == "node":
+            self.hop_embed = nn.Parameter(torch.zeros(1, num_hops + 1, embed_dim))
+            nn.init.trunc_normal_(self.hop_embed, std=0.02)
         self.dropout = nn.Dropout(dropout)
         self._cache: dict = {}
 
@@ -284,7 +322,33 @@ class GraphTokenizer(nn.Module):
             h = h + self.proj.bias
         return self._node_tokens(h)
 
+    def _gin(self, data: Data) -> Tensor:
+        """``[N, K + 1, h]``: the input embedding and the output of every GIN layer."""
+        if getattr(data, "edge_index", None) is None:
+            raise ValueError("Graph has no edge_index; pass edge_index=torch.empty(2, 0, dtype=torch.long) for a graph without edges.")
+        x = node_features(data, self.max_degree)
+        self._check_width(x.shape[-1])
+        # GIN sums over edges: count every neighbour once (duplicates merged, the layer adds the node itself).
+        n = x.shape[0]
+        edge_index = self._cached("edges", data.edge_index, lambda: coalesce(remove_self_loops(data.edge_index)[0], num_nodes=n))
+        h = self._linear(self.dropout(x))
+        hs = [h]
+        for conv in self.convs:
+            h = nn.functional.relu(conv(h, edge_index))
+            hs.append(h)
+        return torch.stack(hs, 1)
+
     def forward(self, data: object) -> Tokens:
+        if isinstance(data, Tensor) and self.encoder == "gin":
+            raise ValueError("encoder='gin' learns its message passing, so it needs the graph: pass a PyG Data/Batch, "
+                             "not precomputed hops (or build the tokenizer with encoder='hops').")
+        if isinstance(data, Data) and self.encoder == "gin":
+            if data.num_nodes is None or data.num_nodes == 0:
+                raise ValueError("Graph has zero nodes; a graph needs at least one node to be tokenized.")
+            hs = self._gin(data)
+            if self.level == "node":
+                return self._node_tokens(self.dropout(self.jk(hs)))
+            return self._graph_tokens(self.dropout(self.jk(hs.flatten(1))), getattr(data, "batch", None))
         if isinstance(data, Tensor):
             if self.propagate == "embeddings":
                 raise ValueError("propagate='embeddings' propagates learned embeddings, so it needs the graph: pass a PyG Data, "
@@ -308,9 +372,13 @@ class GraphTokenizer(nn.Module):
         n = hops.shape[0]
         if self.level == "node":
             return self._node_tokens(self.dropout(self._linear(self.dropout(hops))))
+        return self._graph_tokens(self.dropout(self.proj(self.dropout(hops.flatten(1)))), batch)
+
+    def _graph_tokens(self, h: Tensor, batch: Tensor | None) -> Tokens:
+        """Node tokens ``[N, D]`` -> one padded, masked sequence per graph."""
+        n = h.shape[0]
         if batch is None:
-            batch = torch.zeros(n, dtype=torch.long, device=hops.device)
-        h = self.dropout(self.proj(self.dropout(hops.flatten(1))))
+            batch = torch.zeros(n, dtype=torch.long, device=h.device)
         if self.max_nodes is not None:
             largest = int(torch.bincount(batch).max())
             if largest > self.max_nodes:
