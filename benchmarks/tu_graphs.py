@@ -70,13 +70,13 @@ def main(argv=None) -> dict:
     dataset = load_tudataset(args.dataset, args.root, download=not args.no_download)
     print(f"{dataset.name}: {len(dataset)} graphs, {args.folds}-fold stratified CV, {args.epochs} epochs per fold, seed {args.seed}")
     models = {
-        "GIN (PyG)": lambda f, c, a: GIN(f, c, num_layers=a.hops, hidden=a.hidden),
+        "GIN (PyG)": lambda f, c, a, e=None: GIN(f, c, num_layers=a.hops, hidden=a.hidden),
         "unimix": None,  # tu_graphs.build_model
     }
     results = {}
     for name, build in models.items():
         results[name], runs = tu_graphs.cross_validate(dataset, args, build=build, label=f"{name} ")
-        model = (build or tu_graphs.build_model)(tu_graphs.input_width(dataset), dataset.num_classes, args)
+        model = (build or tu_graphs.build_model)(tu_graphs.input_width(dataset), dataset.num_classes, args, dataset.num_edge_features or None)
         results[name]["params"] = sum(p.numel() for p in model.parameters())
     print(f"\n{dataset.name}, {args.folds}-fold accuracy %")
     print(f"{'model':<10} {'last epoch':>15} {'GIN protocol':>14} {'s/fold':>7} {'params':>7}")

@@ -48,6 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--hops", type=int, default=4, help="K: GIN layers (or fixed hops with --encoder hops) per node token")
     ap.add_argument("--encoder", default="gin", choices=["gin", "hops"], help="learned GIN layers or fixed sum-aggregated hops")
     ap.add_argument("--hidden", type=int, default=32, help="width of the GIN layers")
+    ap.add_argument("--no-edge-attr", action="store_true", help="ignore edge attributes (bond types) even when the dataset has them")
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--block", default="external_attention", help="trunk block; token-mixing blocks need --max-nodes")
@@ -82,12 +83,13 @@ def stratified_folds(y: torch.Tensor, k: int, seed: int) -> list[torch.Tensor]:
     return [torch.tensor(sorted(f), dtype=torch.long) for f in folds]
 
 
-def build_model(num_features: int, num_classes: int, args: argparse.Namespace) -> torch.nn.Module:
+def build_model(num_features: int, num_classes: int, args: argparse.Namespace, edge_dim: int | None = None) -> torch.nn.Module:
+    gin = dict(hidden_channels=args.hidden, edge_dim=None if args.no_edge_attr else edge_dim) if args.encoder == "gin" else {}
     return unimix.create_model(
         "unimix_t", tokenizer="graph", task="classification", num_classes=num_classes, pool=args.pool,
         dim=args.dim, depth=args.depth, block=args.block, drop_rate=args.dropout,
         tokenizer_kwargs=dict(num_hops=args.hops, in_channels=num_features, level="graph", encoder=args.encoder,
-                              **(dict(hidden_channels=args.hidden) if args.encoder == "gin" else {})),
+                              **gin),
     )
 
 
@@ -104,11 +106,11 @@ def accuracy(model: torch.nn.Module, loader) -> float:
 def run_fold(dataset, train_idx, test_idx, num_features: int, args, desc: str, build=None) -> dict:
     """Train on ``train_idx`` for ``args.epochs``; the held-out accuracy after every epoch.
 
-    ``build(num_features, num_classes, args)`` makes the model (default :func:`build_model`), so a
+    ``build(num_features, num_classes, args, edge_dim)`` makes the model (default :func:`build_model`), so a
     reference model can run under exactly the same protocol.
     """
     torch.manual_seed(args.seed)
-    model = (build or build_model)(num_features, dataset.num_classes, args)
+    model = (build or build_model)(num_features, dataset.num_classes, args, dataset.num_edge_features or None)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
     train_loader = DataLoader(dataset[train_idx], batch_size=args.batch_size, shuffle=True)

@@ -141,6 +141,36 @@ def test_gin_graph_model_is_node_order_invariant_and_trains_on_one_node_graphs()
     assert all(p.grad is not None for n, p in model.named_parameters() if "tokenizers" in n)
 
 
+def test_gin_edge_attributes_change_tokens_and_merge_duplicates():
+    """GINE layers: a bond type changes the tokens of the nodes it joins; a self-loop is dropped
+    and a duplicate edge counts once with its attributes averaged."""
+    torch.manual_seed(0)
+    tok = GraphTokenizer(embed_dim=16, num_hops=2, level="graph", edge_dim=3).eval()
+    x = torch.randn(4, 5)
+    path = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])
+    single, double = torch.tensor([1.0, 0, 0]), torch.tensor([0, 1.0, 0])
+    attr = single.repeat(6, 1)
+    base = tok(Data(x=x, edge_index=path, edge_attr=attr)).x
+    changed = attr.clone()
+    changed[4:] = double  # the 2-3 bond becomes a double bond
+    assert (tok(Data(x=x, edge_index=path, edge_attr=changed)).x - base).abs().max() > 1e-4
+    messy_edges = torch.cat([path, torch.tensor([[2, 0], [3, 0]])], 1)  # 2->3 again, and a self-loop on 0
+    messy_attr = torch.cat([attr, single.view(1, 3), double.view(1, 3)])
+    torch.testing.assert_close(tok(Data(x=x, edge_index=messy_edges, edge_attr=messy_attr)).x, base)
+
+
+def test_gin_edge_attribute_errors_name_the_fix():
+    tok = GraphTokenizer(embed_dim=8, num_hops=1, level="graph", edge_dim=3)
+    g = Data(x=torch.randn(3, 2), edge_index=torch.tensor([[0, 1], [1, 0]]))
+    with pytest.raises(ValueError, match="no edge_attr.*edge_dim=None"):
+        tok(g)
+    g.edge_attr = torch.ones(2, 4)
+    with pytest.raises(ValueError, match=r"expected \[2, 3\]"):
+        tok(g)
+    with pytest.raises(ValueError, match="needs encoder='gin'"):
+        GraphTokenizer(encoder="hops", edge_dim=3)
+
+
 def test_gin_encoder_needs_the_graph_and_refuses_fixed_hop_options():
     tok = GraphTokenizer(embed_dim=16, num_hops=2, encoder="gin")
     g = messy_graph()
@@ -201,3 +231,19 @@ def test_cached_adjacency_and_features_follow_in_place_changes():
     data.edge_index[:, :10] = torch.arange(10).repeat(2, 1)
     expected = tok(hop_features(data.x, data.edge_index, 2)).x
     torch.testing.assert_close(tok(data).x, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("aggr", ["gcn", "sum"])
+def test_propagation_backward_with_a_prebuilt_transpose_matches_autograd(aggr):
+    """A directed graph (so the transpose differs from the matrix): gradients agree."""
+    from unimix.tokenizers.graph import adjacency, propagate, transpose_csr
+
+    g = torch.Generator().manual_seed(3)
+    edge_index = torch.randint(0, 30, (2, 90), generator=g)
+    adj = adjacency(edge_index, 30, aggr)
+    x = torch.randn(30, 4, generator=g, requires_grad=True)
+    w = torch.randn(30, 4, 4, generator=g)
+    (propagate(x, adj, 3, aggr) * w).sum().backward()
+    expected, x.grad = x.grad, None
+    (propagate(x, adj, 3, aggr, transpose_csr(adj)) * w).sum().backward()
+    torch.testing.assert_close(x.grad, expected)

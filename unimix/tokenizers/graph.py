@@ -57,7 +57,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
-from torch_geometric.nn import GINConv
+from torch_geometric.nn import GINConv, GINEConv
 from torch_geometric.nn.models import MLP
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.transforms import BaseTransform
@@ -114,11 +114,37 @@ def adjacency(edge_index: Tensor, num_nodes: int, aggr: str = "gcn", dtype: torc
         return to_torch_csr_tensor(edge_index.flip(0), weight.to(dtype), size=(num_nodes, num_nodes))
 
 
-def propagate(x: Tensor, adj: Tensor, num_hops: int, aggr: str = "gcn") -> Tensor:
-    """``[N, K + 1, F]``: ``x`` and its ``K`` propagations with :func:`adjacency`'s matrix."""
+class _SparseMatmul(torch.autograd.Function):
+    """``adj @ x`` whose backward multiplies by a transpose built once (``adj_t``), instead of the
+    CSR transpose (a sort of all edges) torch builds on every backward pass."""
+
+    @staticmethod
+    def forward(ctx, adj: Tensor, adj_t: Tensor, x: Tensor) -> Tensor:
+        ctx.adj_t = adj_t
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return None, None, ctx.adj_t @ grad
+
+
+def transpose_csr(adj: Tensor) -> Tensor:
+    """``adj.T`` as a CSR tensor (for :func:`propagate`'s backward pass)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return adj.t().to_sparse_csr()
+
+
+def propagate(x: Tensor, adj: Tensor, num_hops: int, aggr: str = "gcn", adj_t: Tensor | None = None) -> Tensor:
+    """``[N, K + 1, F]``: ``x`` and its ``K`` propagations with :func:`adjacency`'s matrix.
+
+    ``adj_t`` (:func:`transpose_csr` of ``adj``, built once) makes the backward pass cheaper when
+    ``x`` needs a gradient and the same graph is used for many steps.
+    """
+    matmul = (lambda h: _SparseMatmul.apply(adj, adj_t, h)) if adj_t is not None and x.requires_grad else adj.matmul
     hops = [x]
     for _ in range(num_hops):
-        hops.append(adj @ hops[-1] + (hops[-1] if aggr == "sum" else 0))
+        hops.append(matmul(hops[-1]) + (hops[-1] if aggr == "sum" else 0))
     out = torch.stack(hops, 1)
     return out.sign() * out.abs().log1p() if aggr == "sum" else out
 
@@ -175,6 +201,9 @@ class GraphTokenizer(nn.Module):
             GIN layers); default ``"hops"`` at node level and ``"gin"`` at graph level (``"hops"``
             there too when ``aggr`` or ``propagate`` is given).
         hidden_channels: width of the GIN layers (default ``embed_dim``).
+        edge_dim: ``encoder="gin"`` only: width of ``data.edge_attr`` (bond types, distances).
+            Given, the layers are PyG ``GINEConv`` and every message is ``relu(h_j + W e_ij)``;
+            ``None`` ignores edge attributes.
 
     Node level also accepts a precomputed hop tensor ``[B, K + 1, F]`` (rows of
     ``data.hops``) for mini-batch training.
@@ -195,6 +224,7 @@ class GraphTokenizer(nn.Module):
         propagate: str = "features",
         encoder: str | None = None,
         hidden_channels: int | None = None,
+        edge_dim: int | None = None,
     ):
         super().__init__()
         level = level.lower()
@@ -220,14 +250,20 @@ class GraphTokenizer(nn.Module):
         self.embed_dim, self.in_channels, self.num_hops = embed_dim, in_channels, num_hops
         self.level, self.max_nodes, self.max_degree = level, max_nodes, max_degree
         f = in_channels if in_channels else None
+        if edge_dim is not None and (encoder != "gin" or edge_dim < 1):
+            raise ValueError(f"edge_dim={edge_dim} needs encoder='gin' and a positive width (data.edge_attr.shape[1]); "
+                             "fixed hops ignore edge attributes, so drop edge_dim or use encoder='gin'.")
+        self.edge_dim = edge_dim
         self.convs = self.jk = None
         if encoder == "gin":
             h = hidden_channels or embed_dim
             self.proj = nn.Linear(f, h) if f else nn.LazyLinear(h)  # node features -> h_0
-            # Batch norm as in GIN; a training batch of one node (a one-node graph) is allowed.
+
+            def mlp():  # batch norm as in GIN; a training batch of one node (a one-node graph) is allowed
+                return MLP([h, h, h], norm="batch_norm", norm_kwargs={"allow_single_element": True})
+
             self.convs = nn.ModuleList(
-                GINConv(MLP([h, h, h], norm="batch_norm", norm_kwargs={"allow_single_element": True}))
-                for _ in range(num_hops)
+                GINConv(mlp()) if edge_dim is None else GINEConv(mlp(), edge_dim=edge_dim) for _ in range(num_hops)
             )
             self.jk = nn.Linear(h * (num_hops + 1), embed_dim) if level == "graph" or h != embed_dim else nn.Identity()
         elif level == "node":
@@ -284,6 +320,10 @@ class GraphTokenizer(nn.Module):
         self._cache[name] = (key, key._version, value)  # holds key, so its memory is not reused
         return value
 
+    def _adjacency_pair(self, edge_index: Tensor, n: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        adj = adjacency(edge_index, n, self.aggr, dtype)
+        return adj, transpose_csr(adj)
+
     def _project_nodes(self, x: Tensor) -> Tensor:
         """``dropout(x) W`` without bias, ``[N, F] -> [N, D]``.
 
@@ -311,13 +351,13 @@ class GraphTokenizer(nn.Module):
         x = node_features(data, self.max_degree) if raw is None else self._cached("x", raw, lambda: node_features(data, self.max_degree))
         self._check_width(x.shape[-1])
         n = x.shape[0]
-        adj = self._cached("adj", data.edge_index, lambda: adjacency(data.edge_index, n, self.aggr, x.dtype))
+        adj, adj_t = self._cached("adj", data.edge_index, lambda: self._adjacency_pair(data.edge_index, n, x.dtype))
         if adj.shape[0] != n:
-            adj = adjacency(data.edge_index, n, self.aggr, x.dtype)
+            adj, adj_t = self._adjacency_pair(data.edge_index, n, x.dtype)
         h = self._project_nodes(x)
         if self.propagate == "embeddings":  # learned, non-linear node embedding, then propagated
             h = nn.functional.gelu(h + self.proj.bias)
-        h = propagate(self.dropout(h), adj, self.num_hops, self.aggr)
+        h = propagate(self.dropout(h), adj, self.num_hops, self.aggr, adj_t)
         if self.propagate == "features" and self.proj.bias is not None:
             h = h + self.proj.bias
         return self._node_tokens(h)
@@ -330,13 +370,30 @@ class GraphTokenizer(nn.Module):
         self._check_width(x.shape[-1])
         # GIN sums over edges: count every neighbour once (duplicates merged, the layer adds the node itself).
         n = x.shape[0]
-        edge_index = self._cached("edges", data.edge_index, lambda: coalesce(remove_self_loops(data.edge_index)[0], num_nodes=n))
+        if self.edge_dim is None:
+            edge_index = self._cached("edges", data.edge_index, lambda: coalesce(remove_self_loops(data.edge_index)[0], num_nodes=n))
+            edge_attr = None
+        else:
+            edge_index, edge_attr = self._edges_with_attributes(data, n)
         h = self._linear(self.dropout(x))
         hs = [h]
         for conv in self.convs:
-            h = nn.functional.relu(conv(h, edge_index))
+            h = nn.functional.relu(conv(h, edge_index) if edge_attr is None else conv(h, edge_index, edge_attr))
             hs.append(h)
         return torch.stack(hs, 1)
+
+    def _edges_with_attributes(self, data: Data, n: int) -> tuple[Tensor, Tensor]:
+        """Edges without self-loops, duplicates merged (their attributes averaged), and ``edge_attr [E, edge_dim]``."""
+        attr = getattr(data, "edge_attr", None)
+        if attr is None:
+            raise ValueError(f"This tokenizer was built with edge_dim={self.edge_dim} but the graph has no edge_attr; "
+                             "pass graphs with edge attributes, or build it with edge_dim=None.")
+        attr = attr.view(-1, 1) if attr.ndim == 1 else attr
+        if attr.shape != (data.edge_index.shape[1], self.edge_dim):
+            raise ValueError(f"edge_attr has shape {tuple(attr.shape)}; expected [{data.edge_index.shape[1]}, {self.edge_dim}] "
+                             f"(one row per edge, edge_dim={self.edge_dim} columns).")
+        edge_index, attr = remove_self_loops(data.edge_index, attr.float())
+        return coalesce(edge_index, attr, num_nodes=n, reduce="mean")
 
     def forward(self, data: object) -> Tokens:
         if isinstance(data, Tensor) and self.encoder == "gin":
