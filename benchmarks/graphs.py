@@ -5,7 +5,9 @@
 Baselines use their published hyper-parameters (PyG's ``examples/gcn.py`` / ``gat.py``, from the
 papers): GCN 2 layers, 16 hidden, dropout 0.5, Adam lr 0.01, weight decay 5e-4; GAT 8 heads x 8
 hidden, 1 output head, dropout 0.6 on inputs and attention, ELU, Adam lr 0.005, weight decay 5e-4.
-unimix runs with ``examples/cora.py``'s defaults. Every model gets the same protocol: row-normalised
+unimix runs with ``examples/cora.py``'s defaults. ``--ablation`` adds one row per other trunk block
+and one without any block (``depth 0``: tokenizer, final norm and head), everything else unchanged,
+to show what the trunk contributes. Every model gets the same protocol: row-normalised
 features, one full-batch training step and one full-graph evaluation per epoch, the test accuracy
 at the epoch with the best validation accuracy (ties: lower validation loss), early stop after
 ``--patience`` epochs without improvement.
@@ -27,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("gcn", "gat", "unimix")
+ABLATION = ("unimix:mixer", "unimix:external_attention", "unimix:gmlp", "unimix:ffonly", "unimix:no-blocks")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,6 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--patience", type=int, default=100)
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {METHODS}")
+    ap.add_argument("--ablation", action="store_true", help="also run unimix with every other trunk block and with no block")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads in every process (0: torch's default)")
     ap.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = ap.parse_args(argv)
@@ -44,8 +48,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         ap.error(f"--methods: unknown {bad}; choose from {METHODS}")
-    args.methods = methods
+    args.methods = methods + (list(ABLATION) if args.ablation else [])
     return args
+
+
+def unimix_argv(method: str, args: argparse.Namespace) -> list[str]:
+    """``examples/cora.py`` arguments for ``unimix`` or an ablation row ``unimix:<block>`` / ``unimix:no-blocks``."""
+    argv = ["--epochs", str(args.epochs), "--patience", str(args.patience)]
+    variant = method.partition(":")[2]
+    if variant == "no-blocks":
+        return argv + ["--depth", "0"]
+    return argv + (["--block", variant] if variant else [])
 
 
 def _rss_mb() -> float:
@@ -131,8 +144,8 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
     base = _rss_mb()
     runs = []
     for seed in range(args.seeds):
-        if method == "unimix":
-            ex_args = cora.parse_args(["--epochs", str(args.epochs), "--patience", str(args.patience)])
+        if method.startswith("unimix"):
+            ex_args = cora.parse_args(unimix_argv(method, args))
             r = cora.train_one(data, num_classes, seed, ex_args)
             r["params"] = sum(p.numel() for p in cora.build_model(data.num_features, num_classes, ex_args).parameters())
         else:
@@ -162,9 +175,9 @@ def main(argv=None) -> dict:
         with ctx.Pool(1) as pool:
             results[method] = pool.apply(run_method, (method, args))
     print(f"\n{args.dataset}, public split, {args.seeds} seeds (test accuracy at the best validation epoch)")
-    print(f"{'model':<8} {'test acc %':>14} {'ms/epoch':>9} {'peak MB':>8} {'train MB':>9} {'params':>8}")
+    print(f"{'model':<26} {'test acc %':>14} {'ms/epoch':>9} {'peak MB':>8} {'train MB':>9} {'params':>8}")
     for m, r in results.items():
-        print(f"{m:<8} {r['test_acc_mean']:>7.2f} ± {r['test_acc_std']:<4.2f} {r['ms_per_epoch']:>9.1f} "
+        print(f"{m:<26} {r['test_acc_mean']:>7.2f} ± {r['test_acc_std']:<4.2f} {r['ms_per_epoch']:>9.1f} "
               f"{r['peak_mb']:>8.0f} {r['train_mb']:>9.0f} {r['params']:>8}")
     summary = {"dataset": args.dataset, "seeds": args.seeds, "threads": args.threads, "results": results}
     if "unimix" in results and "gat" in results:
