@@ -13,8 +13,9 @@ Protocol (the Planetoid public split, 20 labels per class / 500 val / 1000 test,
 report it): row-normalised features, Adam, full-graph evaluation after every epoch, the test
 accuracy taken at the epoch with the best validation accuracy (ties: lower validation loss), early
 stop after ``--patience`` epochs without improvement. ``ms_per_epoch`` is one training step plus
-that full evaluation. The defaults are not tuned per dataset. With 20 labels per class, capacity
-after propagation overfits: the trunk is one narrow ResMLP block (Affine instead of LayerNorm,
+that full evaluation. The defaults were chosen on Cora and are used unchanged on every other
+Planetoid graph (CiteSeer and PubMed figures in ``benchmarks/README.md``). With 20 labels per
+class, capacity after propagation overfits: the trunk is one narrow ResMLP block (Affine instead of LayerNorm,
 LayerScale starting near zero, so it starts as the identity and grows only as far as the labels
 support), with heavy dropout on the input features (sparse, noisy bag-of-words) and before the
 classifier. LayerNorm trunks trained here overfit sooner (see ``benchmarks/README.md``).

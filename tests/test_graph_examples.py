@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -126,6 +128,35 @@ def test_cora_example_json(shared_data, tmp_path, capsys):
     assert 0 <= out["test_acc_mean"] <= 100 and out["test_acc_std"] >= 0 and out["ms_per_epoch"] > 0
     assert Path(out["plot"]).is_file() and res["test_acc_mean"] == out["test_acc_mean"]
     assert not (shared_data / "planetoid" / "Cora" / "processed").exists()
+
+
+def test_planetoid_benchmark_runs_every_model_on_the_same_split(shared_data, tmp_path):
+    """The benchmark as a user runs it: its own process, one spawned process per model."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/graphs.py"), "--root", str(shared_data / "planetoid"), "--seeds", "2",
+         "--epochs", "3", "--threads", "1", "--json"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert list(summary["results"]) == ["gcn", "gat", "unimix"]
+    for r in summary["results"].values():
+        assert len(r["test_accs"]) == 2 and 0 <= r["test_acc_mean"] <= 100 and r["ms_per_epoch"] > 0 and r["peak_mb"] > 0
+    assert summary["unimix_over_gat_time"] > 0
+
+
+def test_planetoid_benchmark_baselines_and_ablation_rows():
+    bench = load_script("benchmarks/graphs.py")
+    gat, opt = bench._baseline("gat", 50, 3)
+    assert gat.conv2.heads == 1 and opt == dict(lr=0.005, weight_decay=5e-4)
+    gat, opt = bench._baseline("gat", 50, 3, "PubMed")  # the GAT paper's PubMed set-up
+    assert gat.conv2.heads == 8 and opt == dict(lr=0.01, weight_decay=1e-3)
+    args = bench.parse_args(["--ablation", "--epochs", "7"])
+    assert args.methods[:3] == ["gcn", "gat", "unimix"] and "unimix:no-blocks" in args.methods
+    assert bench.unimix_argv("unimix:no-blocks", args)[-2:] == ["--depth", "0"]
+    assert bench.unimix_argv("unimix:gmlp", args)[-2:] == ["--block", "gmlp"]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--methods", "gcn,sage"])
 
 
 def test_mutag_example_json(shared_data, tmp_path, capsys):
