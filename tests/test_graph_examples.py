@@ -105,6 +105,22 @@ def test_tu_benchmark_runs_gin_and_unimix_on_the_same_folds(tmp_path, capsys):
     assert out["unimix_minus_gin_last_epoch"] == pytest.approx(u["acc_mean"] - g["acc_mean"])
 
 
+def test_gin_reference_with_edge_attributes_uses_them():
+    from torch_geometric.data import Batch, Data
+
+    bench = load_script("benchmarks/tu_graphs.py")
+    torch.manual_seed(0)
+    ring = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+    graphs = [Data(x=torch.randn(4, 5), edge_index=torch.cat([ring, ring.flip(0)], 1),
+                   edge_attr=torch.eye(3)[torch.randint(0, 3, (8,))]) for _ in range(3)]
+    batch = Batch.from_data_list(graphs)
+    model = bench.GIN(5, 2, num_layers=2, hidden=8, edge_dim=3).eval()
+    out = model(batch)
+    assert out.shape == (3, 2)
+    batch.edge_attr = batch.edge_attr.roll(1, dims=1)
+    assert not torch.allclose(model(batch), out)
+
+
 def test_read_only_root_is_copied_to_the_cache(tmp_path):
     root = write_tu_dataset(tmp_path / "ro")
     for p in [root, root / "TOYRINGS", root / "TOYRINGS" / "raw"]:
