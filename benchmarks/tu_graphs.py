@@ -107,6 +107,9 @@ def main(argv=None) -> dict:
     }
     print(f"unimix - GIN: {summary['unimix_minus_gin_last_epoch']:+.2f} points (last epoch), "
           f"{summary['unimix_minus_gin_gin_protocol']:+.2f} points (GIN protocol)")
+    if "GINE (PyG)" in results:
+        summary["unimix_minus_gine_last_epoch"] = u["acc_mean"] - results["GINE (PyG)"]["acc_mean"]
+        print(f"unimix - GINE: {summary['unimix_minus_gine_last_epoch']:+.2f} points (last epoch)")
     if own.json:
         print(json.dumps(summary))
     return summary
