@@ -146,6 +146,20 @@ def test_cora_example_json(shared_data, tmp_path, capsys):
     assert not (shared_data / "planetoid" / "Cora" / "processed").exists()
 
 
+def test_cora_node_logits_in_chunks_equal_the_full_forward():
+    from torch_geometric.data import Data
+
+    cora = load_script("examples/cora.py")
+    torch.manual_seed(0)
+    data = Data(x=torch.rand(50, 12), edge_index=torch.randint(0, 50, (2, 200)))
+    model = cora.build_model(12, 3, cora.parse_args(["--dim", "16"])).eval()
+    with torch.no_grad():
+        full = model(data)
+        assert torch.allclose(cora.node_logits(model, data, chunk=7), full, atol=1e-6)
+        index = torch.tensor([3, 41, 7, 0])
+        assert torch.allclose(cora.node_logits(model, data, index, chunk=3), full[index], atol=1e-6)
+
+
 def test_planetoid_benchmark_runs_every_model_on_the_same_split(shared_data, tmp_path):
     """The benchmark as a user runs it: its own process, one spawned process per model."""
     out = subprocess.run(
