@@ -7,8 +7,8 @@ The reference is the GIN paper's model (Xu et al. 2019) built from PyG's ``GINCo
 of width 32 with batch norm, sum pooling of every layer (the input included), one linear
 prediction per layer, summed, dropout 0.5. The paper's GIN ignores edge attributes; when the
 dataset has them (MUTAG's bond types), a second row, ``GINE (PyG)``, is the same model with PyG's
-``GINEConv`` layers, so the reference gets the information unimix uses. unimix runs with ``examples/tu_graphs.py``'s
-defaults. Both train with that example's loop: Adam, lr 0.01 with a cosine schedule, batch 32,
+``GINEConv`` layers, so the reference gets the information unimix uses. unimix runs with
+``examples/tu_graphs.py``'s defaults. Both train with that example's loop: Adam, lr 0.01 with a cosine schedule, batch 32,
 ``--epochs`` epochs per fold, the same folds and seed.
 
 Two accuracies are reported, both over the 10 held-out folds, in percent:
@@ -86,13 +86,13 @@ def main(argv=None) -> dict:
     models = {
         "GIN (PyG)": lambda f, c, a, e=None: GIN(f, c, num_layers=a.hops, hidden=a.hidden),
     }
-    if dataset.num_edge_features and not args.no_edge_attr:  # the published GIN ignores them; this one does not
+    if tu_graphs.edge_width(dataset) and not args.no_edge_attr:  # the published GIN ignores them; this one does not
         models["GINE (PyG)"] = lambda f, c, a, e=None: GIN(f, c, num_layers=a.hops, hidden=a.hidden, edge_dim=e)
     models["unimix"] = None  # tu_graphs.build_model
     results = {}
     for name, build in models.items():
         results[name], runs = tu_graphs.cross_validate(dataset, args, build=build, label=f"{name} ")
-        model = (build or tu_graphs.build_model)(tu_graphs.input_width(dataset), dataset.num_classes, args, dataset.num_edge_features or None)
+        model = (build or tu_graphs.build_model)(tu_graphs.input_width(dataset), dataset.num_classes, args, tu_graphs.edge_width(dataset))
         results[name]["params"] = sum(p.numel() for p in model.parameters())
     print(f"\n{dataset.name}, {args.folds}-fold accuracy %")
     print(f"{'model':<11} {'last epoch':>15} {'GIN protocol':>14} {'s/fold':>7} {'params':>7}")

@@ -110,7 +110,7 @@ def run_fold(dataset, train_idx, test_idx, num_features: int, args, desc: str, b
     reference model can run under exactly the same protocol.
     """
     torch.manual_seed(args.seed)
-    model = (build or build_model)(num_features, dataset.num_classes, args, dataset.num_edge_features or None)
+    model = (build or build_model)(num_features, dataset.num_classes, args, edge_width(dataset))
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
     train_loader = DataLoader(dataset[train_idx], batch_size=args.batch_size, shuffle=True)
@@ -156,6 +156,11 @@ def plot_folds(runs: list[dict], path: Path, title: str) -> None:
 def input_width(dataset) -> int:
     """Node-feature width the model sees: the dataset's, or the one-hot degree width when it has none."""
     return dataset.num_features if dataset.num_features > 0 else unimix.GraphTokenizer().max_degree + 1
+
+
+def edge_width(dataset) -> int | None:
+    """Edge-attribute width (MUTAG's bond types: 4), or None when the dataset has none."""
+    return dataset.num_edge_features or None
 
 
 def cross_validate(dataset, args: argparse.Namespace, build=None, label: str = "") -> tuple[dict, list[dict]]:

@@ -144,7 +144,8 @@ def propagate(x: Tensor, adj: Tensor, num_hops: int, aggr: str = "gcn", adj_t: T
     matmul = (lambda h: _SparseMatmul.apply(adj, adj_t, h)) if adj_t is not None and x.requires_grad else adj.matmul
     hops = [x]
     for _ in range(num_hops):
-        hops.append(matmul(hops[-1]) + (hops[-1] if aggr == "sum" else 0))
+        h = matmul(hops[-1])
+        hops.append(h + hops[-1] if aggr == "sum" else h)
     out = torch.stack(hops, 1)
     return out.sign() * out.abs().log1p() if aggr == "sum" else out
 
@@ -320,10 +321,6 @@ class GraphTokenizer(nn.Module):
         self._cache[name] = (key, key._version, value)  # holds key, so its memory is not reused
         return value
 
-    def _adjacency_pair(self, edge_index: Tensor, n: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        adj = adjacency(edge_index, n, self.aggr, dtype)
-        return adj, transpose_csr(adj)
-
     def _project_nodes(self, x: Tensor) -> Tensor:
         """``dropout(x) W`` without bias, ``[N, F] -> [N, D]``.
 
@@ -351,13 +348,18 @@ class GraphTokenizer(nn.Module):
         x = node_features(data, self.max_degree) if raw is None else self._cached("x", raw, lambda: node_features(data, self.max_degree))
         self._check_width(x.shape[-1])
         n = x.shape[0]
-        adj, adj_t = self._cached("adj", data.edge_index, lambda: self._adjacency_pair(data.edge_index, n, x.dtype))
-        if adj.shape[0] != n:
-            adj, adj_t = self._adjacency_pair(data.edge_index, n, x.dtype)
+        adj = self._cached("adj", data.edge_index, lambda: adjacency(data.edge_index, n, self.aggr, x.dtype))
+        uncached = adj.shape[0] != n
+        if uncached:
+            adj = adjacency(data.edge_index, n, self.aggr, x.dtype)
         h = self._project_nodes(x)
         if self.propagate == "embeddings":  # learned, non-linear node embedding, then propagated
             h = nn.functional.gelu(h + self.proj.bias)
-        h = propagate(self.dropout(h), adj, self.num_hops, self.aggr, adj_t)
+        h = self.dropout(h)
+        adj_t = None
+        if h.requires_grad:  # the transpose only serves the backward pass: not built for inference
+            adj_t = transpose_csr(adj) if uncached else self._cached("adj_t", data.edge_index, lambda: transpose_csr(adj))
+        h = propagate(h, adj, self.num_hops, self.aggr, adj_t)
         if self.propagate == "features" and self.proj.bias is not None:
             h = h + self.proj.bias
         return self._node_tokens(h)
