@@ -42,7 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--patience", type=int, default=100)
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {METHODS}")
     ap.add_argument("--ablation", action="store_true", help="also run unimix with every other trunk block and with no block")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads in every process (0: torch's default)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads in every process (0: torch's default); the per-step work is small, one thread avoids contention")
     ap.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = ap.parse_args(argv)
     methods = [m.strip().lower() for m in args.methods.split(",") if m.strip()]
