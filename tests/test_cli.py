@@ -11,7 +11,7 @@ import torch
 import yaml
 
 import unimix
-from unimix.cli import main, prepare_points, read_points
+from unimix.cli import main
 from unimix.data.shapes import SHAPE_CLASSES, ShapesDataset, sample_shape
 
 CONFIG = {
@@ -70,9 +70,10 @@ def test_predict_prints_the_class_the_api_gives(trained, tmp_path):
     pts, _ = sample_shape(3, 0, seed=5, num_points=200)
     ply = tmp_path / "shape.ply"
     write_ply(ply, pts)
-    torch.testing.assert_close(read_points(ply), torch.from_numpy(pts))
+    torch.testing.assert_close(unimix.read_point_cloud(ply), torch.from_numpy(pts))
     model = unimix.from_pretrained(root / "run" / "best").eval()
-    x = prepare_points(torch.from_numpy(pts), model.pretrained_info["preprocess"])
+    assert model.preprocess == unimix.PointCloudPreprocess(64, "unit_sphere")  # recorded from the training set
+    x = model.preprocess(torch.from_numpy(pts))
     assert x.shape == (64, 3) and x.norm(dim=1).max() == pytest.approx(1.0)
     with torch.no_grad():
         expected = SHAPE_CLASSES[int(model(x.unsqueeze(0)).argmax())]
@@ -117,7 +118,7 @@ def test_predict_on_an_image_with_a_timm_model(tmp_path):
     import timm
     from PIL import Image
 
-    from unimix.cli import predict_files, read_image
+    from unimix.cli import predict_files
 
     src = timm.create_model("mixer_s16_224", pretrained=False, num_classes=5, img_size=32)
     model = unimix.from_timm(src).eval()
@@ -125,8 +126,8 @@ def test_predict_on_an_image_with_a_timm_model(tmp_path):
     img = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
     Image.fromarray(img).save(tmp_path / "x.png")
     loaded = unimix.from_pretrained(tmp_path / "m").eval()
-    assert loaded.pretrained_info["preprocess"]["mean"] == list(src.pretrained_cfg["mean"])
-    x = read_image(tmp_path / "x.png", loaded.backbone.tokenizers["image"], loaded.pretrained_info["preprocess"])
+    assert loaded.preprocess.mean == tuple(src.pretrained_cfg["mean"])
+    x = loaded.preprocess.read(tmp_path / "x.png")
     ref = (torch.from_numpy(img).float().permute(2, 0, 1) / 255 - torch.tensor(src.pretrained_cfg["mean"]).view(3, 1, 1)) \
         / torch.tensor(src.pretrained_cfg["std"]).view(3, 1, 1)
     torch.testing.assert_close(x, ref)

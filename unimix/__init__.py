@@ -1,13 +1,20 @@
-"""unimix: one MLP-family backbone for images, point clouds and graphs."""
-from .backbone import Backbone, infer_modality
-from .checkpoint import from_pretrained, load_checkpoint, save_checkpoint, save_pretrained
-from .finetune import MultiTaskModel, Trainer, finetune, transfer_trunk
-from .io import read_point_cloud
-from .layers import BLOCKS, Trunk
-from .models import UnimixModel, create_model, list_models
-from .tasks import ClassificationHead, SegmentationHead
-from .timm_weights import from_timm
-from .tokenizers import TOKENIZERS, GraphTokenizer, ImageTokenizer, PointCloudTokenizer, create_tokenizer
-from .tokens import Tokens
+"""unimix: one MLP-family backbone for images, point clouds and graphs.
 
-__version__ = "0.1.0"
+The package is layered (see ARCHITECTURE.md); this module only re-exports the public API.
+"""
+from . import _deprecated, data, ops
+from .backbone import Backbone, infer_modality
+from .hub import from_pretrained, save_pretrained
+from .io import ImagePreprocess, PointCloudPreprocess, read_point_cloud
+from .layers import Trunk
+from .models import MultiTaskModel, UnimixModel, create_model, init_weights, list_models
+from .registry import BLOCKS, HEADS, READERS, TOKENIZERS, register_block, register_head, register_reader, register_tokenizer
+from .tasks import ClassificationHead, DenseTask, ImageSegmentationHead, NodeHead, PointSegmentationHead, SegmentationHead, Task
+from .timm_weights import from_timm
+from .tokenizers import GraphTokenizer, ImageTokenizer, PointCloudTokenizer, create_tokenizer
+from .tokens import GraphMeta, ImageMeta, PointMeta, TokenMeta, Tokens
+from .train import Trainer, cross_validate, finetune, load_checkpoint, save_checkpoint, transfer_trunk
+from .version import __version__
+
+_deprecated.install()
+checkpoint = _deprecated.alias("unimix.checkpoint", _deprecated.CHECKPOINT)  # ``unimix.checkpoint.x`` keeps working

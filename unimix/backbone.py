@@ -6,32 +6,26 @@ from collections.abc import Mapping, Sequence
 import torch
 from timm.layers import trunc_normal_
 from torch import nn
-from torch_geometric.data import Data
 
-from ._names import resolve_name
-from .layers import BLOCKS, Trunk
-from .tokenizers import TOKENIZERS, create_tokenizer
+from .layers import Trunk
+from .registry import BLOCKS, TOKENIZERS
+from .tokenizers import create_tokenizer
 from .tokens import Tokens
 
 
-def infer_modality(x: object) -> str:
-    """Guess the modality of an input: 4-D tensor -> image, 3-D tensor or list -> point cloud,
-    PyG ``Data`` with ``edge_index`` -> graph, with only ``pos`` -> point cloud."""
-    if isinstance(x, torch.Tensor):
-        if x.ndim == 4:
-            return "image"
-        if x.ndim in (2, 3):
-            return "pointcloud"
-    elif isinstance(x, (list, tuple)):
-        return "pointcloud"
-    elif isinstance(x, Data):
-        if getattr(x, "edge_index", None) is None and getattr(x, "pos", None) is not None:
-            return "pointcloud"
-        return "graph"
-    raise TypeError(
-        f"Cannot tell the modality of a {type(x).__name__}"
-        f"{' of shape ' + str(tuple(x.shape)) if isinstance(x, torch.Tensor) else ''}; pass modality='image', 'pointcloud' or 'graph'."
-    )
+def infer_modality(x: object, candidates: Sequence[str] | Mapping[str, nn.Module] | None = None) -> str:
+    """The modality whose tokenizer ``accepts(x)``: among ``candidates`` (names, or a backbone's
+    ``{name: tokenizer}``), else among every registered tokenizer, in registration order."""
+    if candidates is None:
+        candidates = {name: TOKENIZERS[name] for name in TOKENIZERS}
+    elif not isinstance(candidates, Mapping):
+        candidates = {name: TOKENIZERS[name] for name in candidates}
+    for name, tok in candidates.items():
+        accepts = getattr(tok, "accepts", None)
+        if accepts is not None and accepts(x):
+            return name
+    shape = f" of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else ""
+    raise TypeError(f"Cannot tell the modality of a {type(x).__name__}{shape}; pass modality=..., one of {list(candidates)}.")
 
 
 class Backbone(nn.Module):
@@ -72,8 +66,8 @@ class Backbone(nn.Module):
             trunc_normal_(self.cls_token, std=0.02)
         counts = {name: t.num_tokens for name, t in self.tokenizers.items()}
         num_tokens = None
-        block_name = resolve_name("block", block, BLOCKS)
-        if BLOCKS[block_name].fixed_tokens:
+        block_name = BLOCKS.resolve(block)
+        if getattr(BLOCKS[block_name], "fixed_tokens", False):
             if len(set(counts.values())) > 1:
                 raise ValueError(
                     f"Block '{block_name}' mixes a fixed number of tokens, but the tokenizers make different "
@@ -89,16 +83,16 @@ class Backbone(nn.Module):
         if isinstance(spec, nn.Module):
             spec = {spec.modality: spec}
         elif isinstance(spec, str):
-            name = resolve_name("tokenizer", spec, TOKENIZERS)
+            name = TOKENIZERS.resolve(spec)
             spec = {name: create_tokenizer(name, embed_dim=dim, **kwargs)}
         elif isinstance(spec, Sequence):
-            names = [resolve_name("tokenizer", s, TOKENIZERS) for s in spec]
+            names = [TOKENIZERS.resolve(s) for s in spec]
             if not names or len(set(names)) != len(names):
                 raise ValueError(f"tokenizer list must name each modality once; got {list(spec)}.")
             spec = {n: create_tokenizer(n, embed_dim=dim, **kwargs.get(n, {})) for n in names}
         elif isinstance(spec, Mapping):
             spec = {
-                resolve_name("tokenizer", n, TOKENIZERS): t if isinstance(t, nn.Module) else create_tokenizer(n, embed_dim=dim, **t)
+                TOKENIZERS.resolve(n): t if isinstance(t, nn.Module) else create_tokenizer(n, embed_dim=dim, **t)
                 for n, t in spec.items()
             }
         else:
@@ -114,8 +108,8 @@ class Backbone(nn.Module):
 
     def tokenize(self, x: object, modality: str | None = None) -> Tokens:
         if modality is None:
-            modality = self.modalities[0] if len(self.tokenizers) == 1 else infer_modality(x)
-        modality = resolve_name("modality", modality, TOKENIZERS)
+            modality = self.modalities[0] if len(self.tokenizers) == 1 else infer_modality(x, self.tokenizers)
+        modality = TOKENIZERS.resolve(modality) if modality not in self.tokenizers else modality
         if modality not in self.tokenizers:
             raise ValueError(f"This backbone has no '{modality}' tokenizer; it has {self.modalities}.")
         return self.embed(self.tokenizers[modality](x))
@@ -141,6 +135,13 @@ class Backbone(nn.Module):
             "stem": rf"^{prefix}(?:tokenizers|cls_token)",
             "blocks": rf"^{prefix}trunk\.blocks\.(\d+)" if coarse else [(rf"^{prefix}trunk\.blocks\.(\d+)", None), (rf"^{prefix}trunk\.norm", (99999,))],
         }
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names (fnmatch patterns) kept out of weight decay: position, hop and class embeddings."""
+        return {"cls_token", "tokenizers.*.pos_embed", "tokenizers.*.hop_embed"}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.trunk.set_grad_checkpointing(enable)
 
     @torch.no_grad()
     def fold(self) -> "Backbone":

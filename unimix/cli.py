@@ -38,8 +38,6 @@ import numpy as np
 import torch
 
 DATA_KINDS = ("shapes", "planetoid", "tudataset", "npz")
-POINT_SUFFIXES = (".ply", ".pcd", ".xyz", ".xyzn", ".pts", ".npy", ".off", ".obj", ".stl")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 # ----------------------------------------------------------------------------- config
@@ -73,7 +71,8 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
 
 # ----------------------------------------------------------------------------- data
 def build_data(data: dict, model_cfg: dict) -> dict[str, Any]:
-    """``{"train", "val", "test", "class_names", "preprocess"}`` for a data section.
+    """``{"train", "val", "test", "class_names"}`` for a data section (point-cloud sets carry their
+    ``preprocess``, which the Trainer records in the model).
 
     Kinds:
         shapes: generated point clouds (``num_per_class``, ``num_points``, ``seed``, ``val_per_class``,
@@ -94,8 +93,7 @@ def build_data(data: dict, model_cfg: dict) -> dict[str, Any]:
         val_n = int(data.pop("val_per_class", max(1, n // 4)))
         kw = dict(num_points=pts, rotation=data.pop("rotation", "z"))
         out = {"train": ShapesDataset(n, seed=seed, **kw), "val": ShapesDataset(val_n, seed=seed + 1, **kw),
-               "test": ShapesDataset(val_n, seed=seed + 2, **kw), "class_names": list(SHAPE_CLASSES),
-               "preprocess": {"modality": "pointcloud", "num_points": pts, "normalize": "unit_sphere"}}
+               "test": ShapesDataset(val_n, seed=seed + 2, **kw), "class_names": list(SHAPE_CLASSES)}
     elif kind == "planetoid":
         from .data import load_planetoid
         from .tokenizers.graph import AddHopFeatures
@@ -104,7 +102,7 @@ def build_data(data: dict, model_cfg: dict) -> dict[str, Any]:
         g = AddHopFeatures(hops)(load_planetoid(data.pop("name", "Cora"), root=data.pop("root", None))[0])
         split = {s: getattr(g, f"{s}_mask") for s in ("train", "val", "test")}
         out = {s: (g.hops[m], g.y[m]) for s, m in split.items()}
-        out.update(class_names=None, preprocess={"modality": "graph"})
+        out.update(class_names=None)
     elif kind == "tudataset":
         from .data import load_tudataset
 
@@ -112,8 +110,7 @@ def build_data(data: dict, model_cfg: dict) -> dict[str, Any]:
         perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed)).tolist()
         n_val = max(1, int(len(ds) * float(data.pop("val_fraction", 0.2))))
         graphs = [ds[i] for i in perm]
-        out = {"train": graphs[2 * n_val:], "val": graphs[:n_val], "test": graphs[n_val:2 * n_val], "class_names": None,
-               "preprocess": {"modality": "graph"}}
+        out = {"train": graphs[2 * n_val:], "val": graphs[:n_val], "test": graphs[n_val:2 * n_val], "class_names": None}
     else:
         def load(file):
             arrays = np.load(file)
@@ -121,7 +118,7 @@ def build_data(data: dict, model_cfg: dict) -> dict[str, Any]:
 
         if "train" not in data:
             raise ValueError("data kind 'npz' needs train: path.npz (arrays x and y) and optionally val: path.npz.")
-        out = {"train": load(data.pop("train")), "class_names": data.pop("class_names", None), "preprocess": {}}
+        out = {"train": load(data.pop("train")), "class_names": data.pop("class_names", None)}
         out["val"] = load(data.pop("val")) if "val" in data else None
         out["test"] = out["val"]
     if data:
@@ -130,7 +127,7 @@ def build_data(data: dict, model_cfg: dict) -> dict[str, Any]:
 
 
 def build_model(model_cfg: dict):
-    from .checkpoint import from_pretrained
+    from .hub import from_pretrained
     from .models import create_model
 
     cfg = dict(model_cfg)
@@ -143,8 +140,8 @@ def build_model(model_cfg: dict):
 # ----------------------------------------------------------------------------- commands
 def cmd_train(args) -> int:
     from . import distributed as D
-    from .checkpoint import save_pretrained
-    from .finetune import Trainer
+    from .hub import save_pretrained
+    from .train import Trainer
 
     config = load_config(args.config, args.set)
     model_cfg = config.get("model") or {}
@@ -152,7 +149,7 @@ def cmd_train(args) -> int:
     model = build_model(model_cfg)
     train_cfg = dict(config.get("train") or {})
     out = config.get("output_dir")
-    extra = {"class_names": data["class_names"], "preprocess": data["preprocess"]}
+    extra = {"class_names": data["class_names"]}
     trainer = Trainer(model, output_dir=out, save_extra=extra, seed=config.get("seed", 0), **train_cfg)
     history = trainer.fit(data["train"], data["val"])
     if out is not None and D.is_main_process():
@@ -163,8 +160,8 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     from . import distributed as D
-    from .checkpoint import from_pretrained
-    from .finetune import Trainer
+    from .hub import from_pretrained
+    from .train import Trainer
 
     config = load_config(args.config, args.set)
     model_dir = args.model or (Path(config["output_dir"]) / "best" if config.get("output_dir") else None)
@@ -180,93 +177,43 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _ply_has_faces(path: Path) -> bool:
-    with open(path, "rb") as f:
-        for raw in f:
-            line = raw.decode("ascii", "replace").split()
-            if line[:2] == ["element", "face"]:
-                return int(line[2]) > 0
-            if line[:1] == ["end_header"]:
-                return False
-    return False
-
-
 def read_points(path: str | Path, num_points: int | None = None) -> torch.Tensor:
-    """A point cloud ``[P, 3]`` from ``.ply/.pcd/.xyz/.pts/.npy`` or sampled from a mesh (``.off/.obj/.stl``,
-    or a ``.ply`` holding faces)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No file '{path}'.")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        pts = np.load(path, allow_pickle=False)
-    else:
-        try:
-            import open3d as o3d
-        except ImportError as err:
-            raise ImportError(f"Reading '{suffix}' files needs open3d (pip install open3d-cpu; on Debian also "
-                              "apt-get install libusb-1.0-0), or pass a .npy array [P, 3].") from err
-        o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)  # keep stdout for results
-        pts = np.zeros((0, 3))
-        if suffix in (".off", ".obj", ".stl") or (suffix == ".ply" and _ply_has_faces(path)):
-            mesh = o3d.io.read_triangle_mesh(str(path))
-            if len(mesh.triangles):
-                pts = np.asarray(mesh.sample_points_uniformly(num_points or 2048, seed=0).points)
-        if len(pts) == 0 and suffix not in (".off", ".obj", ".stl"):
-            pts = np.asarray(o3d.io.read_point_cloud(str(path)).points)
-    pts = np.asarray(pts, dtype=np.float32)
-    if pts.ndim != 2 or pts.shape[1] < 3 or len(pts) == 0:
-        raise ValueError(f"'{path}' holds no points (got an array of shape {pts.shape}); expected [P, 3].")
-    return torch.from_numpy(pts[:, :3].copy())
+    """Deprecated: ``unimix.read_point_cloud`` (through :class:`unimix.io.PointCloudPreprocess`)."""
+    import warnings
+
+    from .io import PointCloudPreprocess
+
+    warnings.warn("unimix.cli.read_points is deprecated; use unimix.read_point_cloud or unimix.io.PointCloudPreprocess.read.",
+                  DeprecationWarning, stacklevel=2)
+    return PointCloudPreprocess(num_points, "none").read(path)
 
 
 def prepare_points(pts: torch.Tensor, preprocess: dict) -> torch.Tensor:
-    """What the training data went through: centring + unit-sphere scaling, resampling to ``num_points``."""
-    if preprocess.get("normalize") == "unit_sphere":
-        pts = pts - (pts.amax(0) + pts.amin(0)) / 2
-        pts = pts / pts.norm(dim=1).amax().clamp_min(1e-12)
-    n = preprocess.get("num_points")
-    if n and len(pts) != n:
-        g = torch.Generator().manual_seed(0)
-        idx = torch.randperm(len(pts), generator=g)[:n] if len(pts) > n else torch.cat([torch.arange(len(pts)), torch.randint(len(pts), (n - len(pts),), generator=g)])
-        pts = pts[idx]
-    return pts
+    """Deprecated: ``unimix.io.PointCloudPreprocess.from_dict(preprocess)(pts)``."""
+    import warnings
 
+    from .io import PointCloudPreprocess
 
-def read_image(path: str | Path, tokenizer, preprocess: dict | None = None) -> torch.Tensor:
-    """``[C, H, W]`` in ``[0, 1]``, resized to the tokenizer's ``img_size``, normalised with the
-    ``mean``/``std`` the model was trained with (kept in its config, e.g. by ``from_timm``)."""
-    from PIL import Image
-
-    img = Image.open(path).convert("RGB" if tokenizer.in_chans == 3 else "L")
-    img = img.resize(tuple(reversed(tokenizer.img_size)))
-    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
-    x = (x.unsqueeze(-1) if x.ndim == 2 else x).permute(2, 0, 1)
-    preprocess = preprocess or {}
-    if "mean" in preprocess and "std" in preprocess:
-        x = (x - torch.tensor(preprocess["mean"]).view(-1, 1, 1)) / torch.tensor(preprocess["std"]).view(-1, 1, 1)
-    return x
+    warnings.warn("unimix.cli.prepare_points is deprecated; use unimix.io.PointCloudPreprocess.", DeprecationWarning, stacklevel=2)
+    return PointCloudPreprocess.from_dict({"normalize": "none", **preprocess})(pts)
 
 
 def predict_files(model, files: list[str], info: dict | None = None) -> list[dict]:
-    """Class index, name and probability for each file, exactly as ``model(x)`` would give."""
-    info = info or {}
+    """Class index, name and probability for each file, through the model's saved preprocessing
+    (``model.predict``): exactly what the model gave on its training inputs."""
+    from .registry import READERS
+
+    info = info if info is not None else (getattr(model, "pretrained_info", None) or {})
     names = info.get("class_names")
-    preprocess = info.get("preprocess") or {}
     modalities = model.backbone.modalities
-    model.eval()
     results = []
     for f in files:
         suffix = Path(f).suffix.lower()
-        if suffix in IMAGE_SUFFIXES and "image" in modalities:
-            x, modality = read_image(f, model.backbone.tokenizers["image"], preprocess).unsqueeze(0), "image"
-        elif suffix in POINT_SUFFIXES and "pointcloud" in modalities:
-            x, modality = prepare_points(read_points(f, preprocess.get("num_points")), preprocess).unsqueeze(0), "pointcloud"
-        else:
-            raise ValueError(f"Cannot predict on '{f}' with a model for {modalities}: point clouds take "
-                             f"{', '.join(POINT_SUFFIXES)}; images take {', '.join(IMAGE_SUFFIXES)}.")
-        with torch.no_grad():
-            logits = model(x, modality)
+        modality = next((m for m in modalities if m in READERS and suffix in READERS.info(m).get("suffixes", ())), None)
+        if modality is None:
+            kinds = "; ".join(f"{m} takes {', '.join(READERS.info(m)['suffixes'])}" for m in modalities if m in READERS)
+            raise ValueError(f"Cannot predict on '{f}' with a model for {modalities}: {kinds or 'no file reader is registered'}.")
+        logits = model.predict(f, modality)
         if logits.ndim != 2:
             raise ValueError("`unimix predict` prints one class per file; this model predicts per element (segmentation).")
         prob = logits.softmax(-1)[0]
@@ -276,7 +223,7 @@ def predict_files(model, files: list[str], info: dict | None = None) -> list[dic
 
 
 def cmd_predict(args) -> int:
-    from .checkpoint import from_pretrained
+    from .hub import from_pretrained
 
     model = from_pretrained(args.model)
     for r in predict_files(model, args.files, model.pretrained_info):

@@ -20,6 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from .io.preprocess import ImagePreprocess
+from .models import create_model
+from .serialization import load_weights
+
 _SUPPORTED = "MLP-Mixer (mixer_*), ResMLP (resmlp_*) and gMLP (gmlp_*)"
 
 
@@ -94,8 +98,6 @@ def from_timm(model_or_name: nn.Module | str, num_classes: int | None = None, **
     import timm
     from timm.models.mlp_mixer import MlpMixer
 
-    from .models import create_model
-
     if isinstance(model_or_name, str):
         src = timm.create_model(model_or_name, **timm_kwargs)
     elif isinstance(model_or_name, nn.Module):
@@ -129,15 +131,13 @@ def from_timm(model_or_name: nn.Module | str, num_classes: int | None = None, **
         **block_kwargs,
     )
     state = timm_to_unimix_state(src.state_dict())
-    from .checkpoint import load_weights
-
     load_weights(model, state, strict=True, source=f"timm {type(src).__name__} weights")
     cfg = getattr(src, "pretrained_cfg", None) or {}
-    model.pretrained_info = {"source": f"timm/{cfg.get('architecture') or type(src).__name__}",
-                             "preprocess": {"modality": "image", "mean": list(cfg.get("mean", (0.5, 0.5, 0.5))),
-                                            "std": list(cfg.get("std", (0.5, 0.5, 0.5)))}}
+    model.pretrained_info = {"source": f"timm/{cfg.get('architecture') or type(src).__name__}"}
+    model.preprocess = ImagePreprocess(img_size=tuple(stem.img_size), in_chans=stem.proj.in_channels,
+                                       mean=tuple(cfg.get("mean", (0.5, 0.5, 0.5))), std=tuple(cfg.get("std", (0.5, 0.5, 0.5))),
+                                       interpolation=cfg.get("interpolation", "bicubic"))
     model.train(src.training)
     if num_classes is not None and num_classes != model.num_classes:
         model.reset_classifier(num_classes)
-        model.unimix_config["num_classes"] = num_classes
     return model

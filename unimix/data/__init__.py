@@ -1,3 +1,5 @@
-"""Dataset adapters: thin wrappers over PyG (and, as they come, other loaders)."""
+"""Dataset adapters: thin wrappers over PyG, open3d and file layouts people already have."""
+from .rows import TensorRows
 from .graphs import cache_dir, data_root, load_planetoid, load_tudataset
 from .shapes import CLASS_PARTS, NUM_PARTS, PART_CLASS, PART_NAMES, SHAPE_CLASSES, ShapesDataset, generate_shapes, sample_shape
+from .transforms import NodeSplit

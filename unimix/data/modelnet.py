@@ -14,8 +14,10 @@
   the same points).
 
 Items are dicts ``{"points": [num_points, 3 or 6] float32, "label": long scalar}``; every dataset has
-``classes``. Clouds are centred and scaled into the unit sphere (the published protocol); the first
-``num_points`` points are used (PointNet++ and DGCNN do this too; the files are already in random order).
+``classes``. Every cloud goes through the dataset's ``preprocess``, a :class:`unimix.io.PointCloudPreprocess`
+(the library's one path, also what ``unimix predict`` applies to a saved model): the first
+``num_points`` points (PointNet++ and DGCNN do this too; the files are already in random order; a
+shorter cloud repeats random points), centred and scaled into the unit sphere (the published protocol).
 """
 from __future__ import annotations
 
@@ -26,8 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..io import read_off
-from .pointcloud_transforms import normalize_unit_sphere
+from ..io import PointCloudPreprocess, read_off
 
 FORMATS = ("hdf5", "resampled", "off")
 SPLITS = ("train", "test")
@@ -81,16 +82,11 @@ class _ModelNetBase(Dataset):
         if num_points is not None and num_points < 1:
             raise ValueError(f"num_points must be positive or None; got {num_points}.")
         self.num_points, self.normals, self.transform = num_points, normals, transform
+        self.preprocess = PointCloudPreprocess(num_points, "unit_sphere", normals=normals, sampling="first")
 
     def _item(self, pts: np.ndarray, label: int, where: str) -> dict:
-        if self.num_points is not None:
-            if len(pts) < self.num_points:
-                raise ValueError(f"{where} has {len(pts)} points, fewer than num_points={self.num_points}; "
-                                 f"use num_points<={len(pts)}.")
-            pts = pts[: self.num_points]
-        pts = torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32))
-        pts = normalize_unit_sphere(pts)
-        item = {"points": pts if self.normals else pts[:, :3].contiguous(), "label": torch.tensor(label)}
+        pts = self.preprocess(torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32)))
+        item = {"points": pts.contiguous(), "label": torch.tensor(label)}
         return self.transform(item) if self.transform is not None else item
 
     items: list[tuple[Path, int]]  # (file, class index) for the per-file layouts

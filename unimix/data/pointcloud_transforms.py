@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from ..io.points import normalize_points
+
 
 def _batched(x: Tensor) -> tuple[Tensor, bool]:
     if not isinstance(x, Tensor):
@@ -35,12 +37,9 @@ def _uniform(shape, lo: float, hi: float, like: Tensor, generator: torch.Generat
 
 
 def normalize_unit_sphere(x: Tensor) -> Tensor:
-    """Centre xyz on its centroid and scale so the farthest point is at distance 1."""
-    x, single = _batched(x)
-    xyz = x[..., :3] - x[..., :3].mean(-2, keepdim=True)
-    r = xyz.norm(dim=-1).amax(-1).clamp_min(1e-12)
-    out = torch.cat([xyz / r[:, None, None], x[..., 3:]], -1)
-    return out[0] if single else out
+    """Centre xyz on its centroid and scale so the farthest point is at distance 1
+    (:func:`unimix.io.normalize_points` with ``"unit_sphere"``)."""
+    return normalize_points(x, "unit_sphere")
 
 
 def scale_and_translate(x: Tensor, scale: tuple[float, float] = (2 / 3, 3 / 2), shift: float = 0.2,

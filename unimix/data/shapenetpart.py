@@ -29,6 +29,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..io.points import resample_indices
+
 # The standard 16 categories and their global part ids.
 SEG_CLASSES: dict[str, list[int]] = {
     "Airplane": [0, 1, 2, 3], "Bag": [4, 5], "Cap": [6, 7], "Car": [8, 9, 10, 11], "Chair": [12, 13, 14, 15],
@@ -143,11 +145,8 @@ class ShapeNetPart(Dataset):
             self._cache[i] = read_part_file(path)
         pts, parts = self._cache[i]
         if self.num_points is not None:
-            rng = np.random.default_rng(None if self.resample_seed is None else [self.resample_seed, i])
-            n = len(pts)
-            idx = rng.permutation(n)[: self.num_points]
-            if n < self.num_points:
-                idx = np.concatenate([idx, rng.choice(n, self.num_points - n)])
+            seed = None if self.resample_seed is None else self.resample_seed * 1_000_003 + i
+            idx = resample_indices(len(pts), self.num_points, seed).numpy()
             pts, parts = pts[idx], parts[idx]
         pts = pts if self.normals else pts[:, :3]
         item = {"points": torch.from_numpy(np.ascontiguousarray(pts)), "label": torch.tensor(cat),
@@ -209,3 +208,24 @@ class PartMIoU:
         per_class = {self.class_names[c]: float(np.mean(v)) for c, v in self.scores.items() if v}
         return {"instance_miou": float(np.mean(all_scores)), "class_miou": float(np.mean(list(per_class.values()))),
                 "per_class": per_class}
+
+
+class PartMIoUMetric:
+    """:class:`PartMIoU` as a Trainer ``extra_metrics`` entry: ``update(logits, part_labels, batch)``
+    restricts the logits to each shape's category (``batch["label"]``) before scoring; ``compute``
+    gives ``instance_miou`` and ``class_miou``; ``per_class`` holds the last per-category means."""
+
+    def __init__(self, class_parts: Mapping[int, Sequence[int]], class_names: Sequence[str] | None = None):
+        self.class_parts, self.class_names = dict(class_parts), class_names
+        self.inner = PartMIoU(class_parts, class_names)
+        self.per_class: dict[str, float] = {}
+
+    def update(self, logits: Tensor, target: Tensor, batch: Mapping) -> None:
+        cats = torch.as_tensor(batch["label"]).view(-1).to(logits.device)
+        pred = restrict_to_category(logits.float(), cats, self.class_parts).argmax(-1)
+        self.inner.update(pred.cpu(), target.cpu(), cats.cpu())
+
+    def compute(self) -> dict[str, float]:
+        out = self.inner.compute()
+        self.per_class = out["per_class"]
+        return {"instance_miou": out["instance_miou"], "class_miou": out["class_miou"]}

@@ -224,7 +224,7 @@ def sample_shape(cls: int, index: int, seed: int = 0, num_points: int | None = 1
     lab = np.concatenate([np.full(k, pid, dtype=np.int64) for (pid, _, _), k in zip(pieces, counts)])
     pts = pts * rng.uniform(0.7, 1.3, size=3)  # anisotropic scale in the object's own frame
     pts = pts @ _rotation(rng, rotation).T
-    pts -= (pts.max(0) + pts.min(0)) / 2
+    pts -= pts.mean(0)  # the unit-sphere normalisation of unimix.io.normalize_points
     pts /= np.linalg.norm(pts, axis=1).max()
     pts += rng.normal(size=pts.shape) * rng.uniform(0, noise)
     order = rng.permutation(n)
@@ -289,6 +289,13 @@ class ShapesDataset(Dataset):
 
     def __len__(self) -> int:
         return self.num_per_class * len(SHAPE_CLASSES)
+
+    @property
+    def preprocess(self):
+        """What a file of such a shape needs at inference: resampling to ``num_points``, unit sphere."""
+        from ..io import PointCloudPreprocess
+
+        return PointCloudPreprocess(self.num_points, "unit_sphere")
 
     def __getitem__(self, j: int) -> dict:
         if not -len(self) <= j < len(self):

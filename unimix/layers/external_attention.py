@@ -12,6 +12,8 @@ from einops import rearrange
 from timm.layers import DropPath, LayerScale, Mlp
 from torch import Tensor, nn
 
+from ..registry import register_block
+
 
 class ExternalAttention(nn.Module):
     """Multi-head external attention with double normalisation. ``[B, N, D] -> [B, N, D]``.
@@ -52,6 +54,7 @@ class ExternalAttention(nn.Module):
         return self.proj_drop(self.proj(out))
 
 
+@register_block("external_attention")
 class ExternalAttentionBlock(nn.Module):
     """Pre-norm transformer-style block with external attention in place of self-attention."""
 

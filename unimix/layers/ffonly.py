@@ -10,7 +10,10 @@ from functools import partial
 from timm.layers import DropPath, LayerScale, Mlp
 from torch import Tensor, nn
 
+from ..registry import register_block
 
+
+@register_block("ffonly")
 class FeedForwardBlock(nn.Module):
     fixed_tokens = False
 

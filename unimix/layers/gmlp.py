@@ -6,6 +6,7 @@ from functools import partial
 from timm.layers import DropPath
 from torch import Tensor, nn
 
+from ..registry import register_block
 from .common import check_token_count, zero_padding
 
 
@@ -16,7 +17,10 @@ class SpatialGatingUnit(nn.Module):
         super().__init__()
         self.norm = norm_layer(dim // 2)
         self.proj = nn.Linear(num_tokens, num_tokens)
-        # Near-identity gate at init, as in the paper: weights ~0, bias 1.
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Near-identity gate, as in the paper: weights ~0, bias 1 (kept by every init policy)."""
         nn.init.normal_(self.proj.weight, std=1e-6)
         nn.init.ones_(self.proj.bias)
 
@@ -26,6 +30,7 @@ class SpatialGatingUnit(nn.Module):
         return u * self.proj(v.transpose(1, 2)).transpose(1, 2)
 
 
+@register_block("gmlp")
 class GMLPBlock(nn.Module):
     """``x + fc2(SGU(act(fc1(LN(x)))))``. Parameter names follow timm's ``SpatialGatingBlock``."""
 

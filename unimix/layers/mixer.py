@@ -6,9 +6,11 @@ from functools import partial
 from timm.layers import DropPath, Mlp
 from torch import Tensor, nn
 
+from ..registry import register_block
 from .common import check_token_count, zero_padding
 
 
+@register_block("mixer")
 class MixerBlock(nn.Module):
     """``x + MLP_tokens(LN(x)^T)^T``, then ``x + MLP_channels(LN(x))``.
 

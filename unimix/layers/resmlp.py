@@ -5,9 +5,11 @@ import torch
 from timm.layers import DropPath, Mlp
 from torch import Tensor, nn
 
+from ..registry import register_block
 from .common import Affine, check_token_count, zero_padding
 
 
+@register_block("resmlp")
 class ResMLPBlock(nn.Module):
     """``x + ls1 * Linear_tokens(Aff1(x))``, then ``x + ls2 * MLP(Aff2(x))``.
 

@@ -5,27 +5,15 @@ from functools import partial
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
-from .._names import resolve_name
+from ..registry import BLOCKS
 from ..tokens import Tokens
 from .common import Affine
-from .external_attention import ExternalAttentionBlock
-from .ffonly import FeedForwardBlock
-from .gmlp import GMLPBlock
-from .mixer import MixerBlock
-from .resmlp import ResMLPBlock
-
-BLOCKS: dict[str, type[nn.Module]] = {
-    "mixer": MixerBlock,
-    "external_attention": ExternalAttentionBlock,
-    "resmlp": ResMLPBlock,
-    "gmlp": GMLPBlock,
-    "ffonly": FeedForwardBlock,
-}
 
 
 def get_block(name: str) -> type[nn.Module]:
-    return BLOCKS[resolve_name("block", name, BLOCKS)]
+    return BLOCKS.get_class(name)
 
 
 class Trunk(nn.Module):
@@ -34,7 +22,7 @@ class Trunk(nn.Module):
     Args:
         dim: token width ``D``.
         depth: number of blocks.
-        block: one of :data:`BLOCKS`.
+        block: a registered block name (:data:`unimix.BLOCKS`).
         num_tokens: token count, required by the blocks that mix a fixed number of tokens
             (``mixer``, ``resmlp``, ``gmlp``); ignored by the others.
         drop_path_rate: stochastic depth, rising linearly to this value over the blocks.
@@ -52,27 +40,35 @@ class Trunk(nn.Module):
         **block_kwargs,
     ):
         super().__init__()
-        self.block_name = resolve_name("block", block, BLOCKS)
-        block_cls = BLOCKS[self.block_name]
-        if block_cls.fixed_tokens and not num_tokens:
+        self.block_name = BLOCKS.resolve(block)
+        block_cls = BLOCKS.get_class(self.block_name)
+        if getattr(block_cls, "fixed_tokens", False) and not num_tokens:
             raise ValueError(
                 f"Block '{self.block_name}' mixes a fixed number of tokens, but this tokenizer makes a "
                 "variable number. Pass num_tokens (graph: max_nodes=..., which pads every graph to that "
                 "size) or use block='external_attention' or 'ffonly'."
             )
         self.dim, self.depth, self.num_tokens = dim, depth, num_tokens
+        self.grad_checkpointing = False
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.ModuleList(
             block_cls(dim, num_tokens=num_tokens, drop=drop_rate, drop_path=dpr[i], **block_kwargs)
             for i in range(depth)
         )
-
         self.norm = Affine(dim) if self.block_name == "resmlp" else partial(nn.LayerNorm, eps=1e-6)(dim)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of storing them
+        (``torch.utils.checkpoint``): less memory for long token sequences, about one more forward of compute."""
+        self.grad_checkpointing = enable
 
     def forward(self, tokens: Tokens) -> Tokens:
         x, mask = tokens.x, tokens.mask
         for blk in self.blocks:
-            x = blk(x, mask)
+            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+                x = checkpoint(blk, x, mask, use_reentrant=False)
+            else:
+                x = blk(x, mask)
         return tokens.replace(x=self.norm(x))
 
     @torch.no_grad()

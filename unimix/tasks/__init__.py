@@ -1,5 +1,8 @@
-"""Task heads (and, as they come, their losses and metrics)."""
+"""Task heads and their losses and metrics, registered by ``(task, modality)`` in :data:`unimix.HEADS`."""
+from ..registry import HEADS, register_head
+from .base import IGNORE_INDEX, DenseTask, Head, Task
 from .classification import POOLS, ClassificationHead, pool_tokens
-from .segmentation import SegmentationHead, interpolate_to_points
+from .segmentation import ImageSegmentationHead, NodeHead, PointSegmentationHead, SegmentationHead
 
-TASKS = {"classification": ClassificationHead, "segmentation": SegmentationHead}
+TASKS = HEADS
+"""Deprecated name of :data:`unimix.HEADS` (``"classification" in TASKS`` still works)."""

@@ -6,7 +6,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..registry import register_head
 from ..tokens import Tokens
+from .base import Head, Task
 
 POOLS = ("mean", "max", "sum", "cls", "attn")
 
@@ -38,7 +40,8 @@ def pool_tokens(tokens: Tokens, pool: str, attn_query: Tensor | None = None) -> 
     return torch.einsum("bn,bnd->bd", scores.softmax(-1), x)
 
 
-class ClassificationHead(nn.Module):
+@register_head("classification")
+class ClassificationHead(Head):
     """One label per sample (per image, cloud, graph; per node for node-level graph tokens).
 
     Args:
@@ -49,24 +52,24 @@ class ClassificationHead(nn.Module):
         drop: dropout before the classifier.
     """
 
+    task_class = Task
+
     def __init__(self, in_features: int, num_classes: int, pool: str = "mean", drop: float = 0.0):
-        super().__init__()
-        pool = pool.lower()
+        pool = str(pool).lower()
         if pool not in POOLS:
             raise ValueError(f"Unknown pool '{pool}'; expected one of {POOLS}.")
-        self.in_features, self.pool = in_features, pool
+        self.pool = pool
+        super().__init__(in_features, num_classes, drop)
         self.attn_query = nn.Parameter(torch.zeros(in_features)) if pool == "attn" else None
-        self.drop = nn.Dropout(drop)
-        self.reset(num_classes)
 
     def reset(self, num_classes: int, pool: str | None = None) -> None:
         if pool is not None and pool != self.pool:
             if pool == "attn" or self.pool == "attn":
                 raise ValueError("Switching to or from pool='attn' changes parameters; build a new head instead.")
+            if pool not in POOLS:
+                raise ValueError(f"Unknown pool '{pool}'; expected one of {POOLS}.")
             self.pool = pool
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.in_features, num_classes) if num_classes > 0 else nn.Identity()
+        super().reset(num_classes)
 
     def forward(self, tokens: Tokens, pre_logits: bool = False) -> Tensor:
-        x = self.drop(pool_tokens(tokens, self.pool, self.attn_query))
-        return x if pre_logits else self.fc(x)
+        return self.classify(pool_tokens(tokens, self.pool, self.attn_query), pre_logits)

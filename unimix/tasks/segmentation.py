@@ -1,114 +1,111 @@
-"""Dense heads: one prediction per pixel, per input point or per node.
+"""Dense heads: one prediction per pixel, per input point or per node, registered per modality.
 
-Each head maps tokens back with what the tokenizer recorded in ``Tokens.meta``:
+Each head maps tokens back with what the tokenizer recorded in the typed ``Tokens.meta``:
 
-- image: the patch grid; logits are upsampled bilinearly to the input resolution ``[B, C, H, W]``.
-- pointcloud: features are interpolated from the group centres to every input point (inverse
-  distance over the 3 nearest centres, as PointNet++ feature propagation), joined with the point's
-  offset from its nearest centre, and classified. Output follows the input: ``[B, P, C]`` for a
-  tensor, a list of ``[P_i, C]`` for a list, ``[sum P_i, C]`` for a PyG ``Batch``.
-- graph: ``[num_nodes, C]`` in PyG node order (node level: the node's hop tokens are pooled).
+- :class:`ImageSegmentationHead` (:class:`~unimix.tokens.ImageMeta`): logits on the patch grid,
+  upsampled bilinearly to the input resolution ``[B, C, H, W]``.
+- :class:`PointSegmentationHead` (:class:`~unimix.tokens.PointMeta`): features interpolated from the
+  group centres to every input point (inverse distance over the 3 nearest centres, as PointNet++
+  feature propagation), joined with the point's offset from its nearest centre, and classified.
+  Output follows the input: ``[B, P, C]`` for a tensor, a list of ``[P_i, C]`` for a list,
+  ``[sum P_i, C]`` for a PyG ``Batch``.
+- :class:`NodeHead` (:class:`~unimix.tokens.GraphMeta`): ``[num_nodes, C]`` in PyG node order (node
+  level: the node's hop tokens are pooled; graph level: one row per real node token).
 """
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..tokenizers.grouping import gather_points, knn
-from ..tokens import Tokens
+from ..ops.interpolate import interpolate_to_points
+from ..registry import register_head
+from ..tokens import GraphMeta, ImageMeta, PointMeta, Tokens
+from .base import DenseTask, Head
 from .classification import pool_tokens
 
-KINDS = ("image", "pointcloud", "graph_node", "graph")
+
+def _expect(tokens: Tokens, meta_type: type, head: str):
+    if not isinstance(tokens.meta, meta_type):
+        raise ValueError(f"{head} maps {meta_type.__name__} tokens back to their input, but got '{tokens.modality}' tokens "
+                         f"with {type(tokens.meta).__name__}; build the model's head for the tokenizer it runs on.")
+    return tokens.meta
 
 
-def interpolate_to_points(tokens: Tokens, k: int = 3) -> tuple[Tensor, Tensor]:
-    """Token features at every padded input point ``[B, P, D]``, plus offsets to the nearest centre."""
-    centers, points = tokens.meta["centers"], tokens.meta["points"]
-    feats = tokens.x[:, tokens.num_prefix_tokens :]
-    k = min(k, centers.shape[1])
-    idx = knn(points, centers, k)  # b p k (indices of centres)
-    near = gather_points(centers, idx)  # b p k 3
-    dist = (near - points.unsqueeze(2)).square().sum(-1)
-    w = 1.0 / (dist + 1e-8)
-    w = w / w.sum(-1, keepdim=True)
-    out = (gather_points(feats, idx) * w.unsqueeze(-1)).sum(2)
-    return out, points - near[:, :, 0]
+@register_head("segmentation", modality="image")
+class ImageSegmentationHead(Head):
+    """Per-pixel logits ``[B, C, H, W]``: classifier on the patch grid, bilinear upsampling."""
+
+    task_class = DenseTask
+
+    def forward(self, tokens: Tokens, pre_logits: bool = False) -> Tensor:
+        meta = _expect(tokens, ImageMeta, "ImageSegmentationHead")
+        h, w = meta.grid
+        out = self.classify(tokens.x[:, tokens.num_prefix_tokens:], pre_logits)
+        out = rearrange(out, "b (h w) c -> b c h w", h=h, w=w)
+        return F.interpolate(out, size=meta.img_size, mode="bilinear", align_corners=False)
 
 
-class SegmentationHead(nn.Module):
-    """Per-element logits for whichever modality the tokens come from.
+@register_head("segmentation", modality="pointcloud")
+class PointSegmentationHead(Head):
+    """Per-point logits, laid out like the input; ``hidden`` is the width of the per-point refinement MLP."""
 
-    Args:
-        in_features: token width ``D``.
-        num_classes: classes; 0 returns per-element features.
-        hidden: width of the per-point refinement MLP.
-        kind: ``image``, ``pointcloud``, ``graph_node`` (hop tokens, one sequence per node) or
-            ``graph`` (graph-level tokens, one per node of each padded graph).
-        hidden: width of the per-point refinement MLP.
-        node_pool: how a node's hop tokens are pooled (``graph_node``).
-    """
+    task_class = DenseTask
 
-    def __init__(
-        self,
-        in_features: int,
-        num_classes: int,
-        kind: str,
-        hidden: int | None = None,
-        node_pool: str = "attn",
-        drop: float = 0.0,
-    ):
-        super().__init__()
-        if kind not in KINDS:
-            raise ValueError(f"Unknown segmentation kind '{kind}'; expected one of {KINDS}.")
-        self.in_features, self.kind, self.node_pool = in_features, kind, node_pool
+    def __init__(self, in_features: int, num_classes: int, hidden: int | None = None, drop: float = 0.0):
+        super().__init__(in_features, num_classes, drop)
         hidden = hidden or in_features
-        if kind == "pointcloud":
-            self.point_mlp = nn.Sequential(
-                nn.Linear(in_features + 3, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, in_features)
-            )
-        self.attn_query = nn.Parameter(torch.zeros(in_features)) if kind == "graph_node" and node_pool == "attn" else None
-        self.drop = nn.Dropout(drop)
-        self.reset(num_classes)
-
-    def reset(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.in_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.point_mlp = nn.Sequential(
+            nn.Linear(in_features + 3, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, in_features)
+        )
 
     def forward(self, tokens: Tokens, pre_logits: bool = False):
-        kind = tokens.modality if tokens.modality != "graph" else f"graph{'_node' if tokens.meta['level'] == 'node' else ''}"
-        if kind != self.kind:
-            raise ValueError(f"This segmentation head was built for '{self.kind}' tokens but got '{kind}' tokens.")
-        if kind == "image":
-            return self._image(tokens, pre_logits)
-        if kind == "pointcloud":
-            return self._points(tokens, pre_logits)
-        return self._graph(tokens, pre_logits)
-
-    def _classify(self, x: Tensor, pre_logits: bool) -> Tensor:
-        x = self.drop(x)
-        return x if pre_logits else self.fc(x)
-
-    def _image(self, tokens: Tokens, pre_logits: bool) -> Tensor:
-        h, w = tokens.meta["grid"]
-        out = self._classify(tokens.x[:, tokens.num_prefix_tokens :], pre_logits)
-        out = rearrange(out, "b (h w) c -> b c h w", h=h, w=w)
-        return F.interpolate(out, size=tokens.meta["img_size"], mode="bilinear", align_corners=False)
-
-    def _points(self, tokens: Tokens, pre_logits: bool):
-        feats, offset = interpolate_to_points(tokens)
+        meta = _expect(tokens, PointMeta, "PointSegmentationHead")
+        feats, offset = interpolate_to_points(tokens.x[:, tokens.num_prefix_tokens:], meta.centers, meta.points)
         feats = feats + self.point_mlp(torch.cat([feats, offset], -1))
-        out = self._classify(feats, pre_logits)  # b p c
-        layout, mask = tokens.meta["layout"], tokens.meta["point_mask"]
-        if layout == "dense":
+        out = self.classify(feats, pre_logits)  # b p c
+        if meta.layout == "dense":
             return out
-        if layout == "batch":
-            return out[mask]
-        return [o[:n] for o, n in zip(out, tokens.meta["sizes"])]
+        if meta.layout == "batch":
+            return out[meta.point_mask]
+        return [o[:n] for o, n in zip(out, meta.sizes)]
 
-    def _graph(self, tokens: Tokens, pre_logits: bool) -> Tensor:
-        if tokens.meta["level"] == "node":
-            return self._classify(pool_tokens(tokens, self.node_pool, self.attn_query), pre_logits)
-        x = tokens.x[:, tokens.num_prefix_tokens :]
-        return self._classify(x[tokens.meta["node_mask"]], pre_logits)
+
+@register_head("segmentation", modality="graph")
+class NodeHead(Head):
+    """Per-node logits ``[num_nodes, C]``; ``node_pool`` pools a node's hop tokens (node level)."""
+
+    task_class = DenseTask
+
+    def __init__(self, in_features: int, num_classes: int, node_pool: str = "attn", drop: float = 0.0):
+        super().__init__(in_features, num_classes, drop)
+        self.node_pool = node_pool
+        self.attn_query = nn.Parameter(torch.zeros(in_features)) if node_pool == "attn" else None
+
+    def forward(self, tokens: Tokens, pre_logits: bool = False) -> Tensor:
+        meta = _expect(tokens, GraphMeta, "NodeHead")
+        if meta.level == "node":
+            return self.classify(pool_tokens(tokens, self.node_pool, self.attn_query), pre_logits)
+        x = tokens.x[:, tokens.num_prefix_tokens:]
+        return self.classify(x[meta.node_mask], pre_logits)
+
+
+_KINDS = {"image": ImageSegmentationHead, "pointcloud": PointSegmentationHead, "graph_node": NodeHead, "graph": NodeHead}
+
+
+def SegmentationHead(in_features: int, num_classes: int, kind: str, hidden: int | None = None, node_pool: str = "attn",
+                     drop: float = 0.0) -> Head:
+    """Deprecated: the dense head for ``kind`` (``image``, ``pointcloud``, ``graph_node``, ``graph``).
+    Use :class:`ImageSegmentationHead`, :class:`PointSegmentationHead` or :class:`NodeHead`."""
+    warnings.warn("SegmentationHead(kind=...) is deprecated; use ImageSegmentationHead, PointSegmentationHead or NodeHead "
+                  "(unimix.create_model picks the one for the tokenizer).", DeprecationWarning, stacklevel=2)
+    if kind not in _KINDS:
+        raise ValueError(f"Unknown segmentation kind '{kind}'; expected one of {tuple(_KINDS)}.")
+    if kind == "pointcloud":
+        return PointSegmentationHead(in_features, num_classes, hidden=hidden, drop=drop)
+    if kind in ("graph_node", "graph"):
+        return NodeHead(in_features, num_classes, node_pool=node_pool, drop=drop)
+    return ImageSegmentationHead(in_features, num_classes, drop=drop)

@@ -1,20 +1,18 @@
-"""Tokenizers: one per modality, each returning :class:`unimix.Tokens`."""
+"""Tokenizers: one per modality, each returning :class:`unimix.Tokens`, registered by modality name."""
 from __future__ import annotations
 
 from torch import nn
 
-from .._names import resolve_name
-from .graph import AddHopFeatures, GraphTokenizer, hop_features
+from ..registry import TOKENIZERS, register_tokenizer
+from .graph import GraphTokenizer
 from .image import ConvStem, ImageTokenizer
 from .pointcloud import MiniPointNet, PointCloudTokenizer
 
-TOKENIZERS: dict[str, type[nn.Module]] = {
-    "image": ImageTokenizer,
-    "pointcloud": PointCloudTokenizer,
-    "graph": GraphTokenizer,
-}
-
 
 def create_tokenizer(name: str, **kwargs) -> nn.Module:
-    """Build a tokenizer by modality name: ``image``, ``pointcloud`` or ``graph``."""
-    return TOKENIZERS[resolve_name("tokenizer", name, TOKENIZERS)](**kwargs)
+    """Build a registered tokenizer by modality name (``image``, ``pointcloud``, ``graph``, or one you registered)."""
+    return TOKENIZERS.get_class(name)(**kwargs)
+
+
+__all__ = ["TOKENIZERS", "ConvStem", "GraphTokenizer", "ImageTokenizer", "MiniPointNet", "PointCloudTokenizer",
+           "create_tokenizer", "register_tokenizer"]

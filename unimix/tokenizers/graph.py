@@ -59,128 +59,19 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.nn import GINConv, GINEConv
 from torch_geometric.nn.models import MLP
-from torch_geometric.nn.conv.gcn_conv import gcn_norm
-from torch_geometric.transforms import BaseTransform
-from torch_geometric.utils import coalesce, degree, remove_self_loops, to_dense_batch, to_torch_csr_tensor
+from torch_geometric.utils import coalesce, remove_self_loops, to_dense_batch
 
-from ..tokens import Tokens
+from ..ops.graph import AGGREGATIONS, AddHopFeatures, adjacency, hop_features, node_features, propagate, transpose_csr
+from ..registry import register_tokenizer
+from ..tokens import GraphMeta, Tokens
 
+__all__ = ["AddHopFeatures", "GraphTokenizer", "hop_features", "node_features"]
 
-def degree_features(edge_index: Tensor, num_nodes: int, max_degree: int = 32) -> Tensor:
-    """One-hot in-degree, capped at ``max_degree``: ``[num_nodes, max_degree + 1]``."""
-    deg = degree(edge_index[1], num_nodes, dtype=torch.long).clamp_max(max_degree)
-    return nn.functional.one_hot(deg, max_degree + 1).float()
-
-
-def node_features(data: Data, max_degree: int = 32) -> Tensor:
-    """``data.x`` as float, or one-hot degrees when the graph has no node features."""
-    if data.num_nodes is None or data.num_nodes == 0:
-        raise ValueError("Graph has zero nodes; a graph needs at least one node to be tokenized.")
-    x = getattr(data, "x", None)
-    if x is None:
-        return degree_features(data.edge_index, data.num_nodes, max_degree)
-    if x.ndim == 1:
-        x = x.unsqueeze(-1)
-    if not (x.is_floating_point() or x.dtype in (torch.long, torch.int, torch.bool, torch.uint8)):
-        raise TypeError(f"Node features must be numeric; got dtype {x.dtype}.")
-    x = x.float()
-    if not torch.isfinite(x).all():
-        raise ValueError("Node features contain NaN or Inf; clean them (e.g. torch.nan_to_num) before tokenizing.")
-    return x
-
-
-AGGREGATIONS = ("gcn", "sum")
 PROPAGATE = ("features", "embeddings")
 ENCODERS = ("hops", "gin")
 
 
-def adjacency(edge_index: Tensor, num_nodes: int, aggr: str = "gcn", dtype: torch.dtype = torch.float32) -> Tensor:
-    """Sparse CSR propagation matrix ``[N, N]`` (``O(E)`` memory): ``D^-1/2 (A + I) D^-1/2`` for
-    ``aggr="gcn"``, ``A`` (the ``+ I`` is added in :func:`propagate`) for ``aggr="sum"``.
-
-    Self-loops already present and duplicate edges are merged first, so both count once.
-    """
-    if aggr not in AGGREGATIONS:
-        raise ValueError(f"Unknown aggr '{aggr}'; expected one of {AGGREGATIONS}.")
-    edge_index, _ = remove_self_loops(edge_index)
-    edge_index = coalesce(edge_index, num_nodes=num_nodes)
-    if aggr == "gcn":
-        edge_index, weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=True)
-    else:
-        weight = torch.ones(edge_index.shape[1], device=edge_index.device)
-    # A_hat is symmetric for undirected graphs; row = target so A_hat @ x aggregates sources.
-    with warnings.catch_warnings():  # torch flags sparse CSR as beta on every construction
-        warnings.simplefilter("ignore", UserWarning)
-        return to_torch_csr_tensor(edge_index.flip(0), weight.to(dtype), size=(num_nodes, num_nodes))
-
-
-class _SparseMatmul(torch.autograd.Function):
-    """``adj @ x`` whose backward multiplies by a transpose built once (``adj_t``), instead of the
-    CSR transpose (a sort of all edges) torch builds on every backward pass."""
-
-    @staticmethod
-    def forward(ctx, adj: Tensor, adj_t: Tensor, x: Tensor) -> Tensor:
-        ctx.adj_t = adj_t
-        return adj @ x
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return None, None, ctx.adj_t @ grad
-
-
-def transpose_csr(adj: Tensor) -> Tensor:
-    """``adj.T`` as a CSR tensor (for :func:`propagate`'s backward pass)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return adj.t().to_sparse_csr()
-
-
-def propagate(x: Tensor, adj: Tensor, num_hops: int, aggr: str = "gcn", adj_t: Tensor | None = None) -> Tensor:
-    """``[N, K + 1, F]``: ``x`` and its ``K`` propagations with :func:`adjacency`'s matrix.
-
-    ``adj_t`` (:func:`transpose_csr` of ``adj``, built once) makes the backward pass cheaper when
-    ``x`` needs a gradient and the same graph is used for many steps.
-    """
-    matmul = (lambda h: _SparseMatmul.apply(adj, adj_t, h)) if adj_t is not None and x.requires_grad else adj.matmul
-    hops = [x]
-    for _ in range(num_hops):
-        h = matmul(hops[-1])
-        hops.append(h + hops[-1] if aggr == "sum" else h)
-    out = torch.stack(hops, 1)
-    return out.sign() * out.abs().log1p() if aggr == "sum" else out
-
-
-def hop_features(x: Tensor, edge_index: Tensor, num_hops: int, num_nodes: int | None = None, aggr: str = "gcn") -> Tensor:
-    """``[N, K + 1, F]``: ``x`` propagated 0..K hops.
-
-    ``aggr="gcn"``: ``A_hat = D^-1/2 (A + I) D^-1/2`` (smoothing; for node tasks on one graph).
-    ``aggr="sum"``: ``A + I`` (GIN's injective sum: hop ``k`` counts the labels within ``k`` hops),
-    then a signed ``log1p`` so dense graphs (hundreds of neighbours) stay in range.
-    Self-loops already present and duplicate edges are merged first, so both count once.
-    """
-    n = x.shape[0] if num_nodes is None else num_nodes
-    return propagate(x, adjacency(edge_index, n, aggr, x.dtype), num_hops, aggr)
-
-
-class AddHopFeatures(BaseTransform):
-    """PyG transform storing :func:`hop_features` as ``data.hops`` ``[N, K + 1, F]``.
-
-    Compute it once (``dataset.transform`` or by hand on a big graph); the graph tokenizer then
-    skips propagation, and node mini-batches are just rows of ``data.hops``.
-    """
-
-    def __init__(self, num_hops: int = 3, max_degree: int = 32, aggr: str = "gcn"):
-        self.num_hops, self.max_degree, self.aggr = num_hops, max_degree, aggr
-
-    def forward(self, data: Data) -> Data:
-        x = node_features(data, self.max_degree)
-        data.hops = hop_features(x, data.edge_index, self.num_hops, data.num_nodes, self.aggr)
-        return data
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(num_hops={self.num_hops}, aggr='{self.aggr}')"
-
-
+@register_tokenizer("graph")
 class GraphTokenizer(nn.Module):
     """PyG ``Data``/``Batch`` -> ``Tokens``; see the module docstring for the two levels.
 
@@ -207,7 +98,9 @@ class GraphTokenizer(nn.Module):
             ``None`` ignores edge attributes.
 
     Node level also accepts a precomputed hop tensor ``[B, K + 1, F]`` (rows of
-    ``data.hops``) for mini-batch training.
+    ``data.hops``) for mini-batch training. A ``Data`` with ``node_index`` (see
+    :class:`unimix.data.NodeSplit`) is propagated whole, and only the tokens of those nodes are
+    returned: the trunk and head then run on the nodes that are scored, not on the whole graph.
     """
 
     modality = "graph"
@@ -282,6 +175,20 @@ class GraphTokenizer(nn.Module):
     def num_tokens(self) -> int | None:
         return self.num_hops + 1 if self.level == "node" else self.max_nodes
 
+    @staticmethod
+    def accepts(x: object) -> bool:
+        """Graphs are PyG ``Data`` / ``Batch`` objects with ``edge_index``."""
+        return isinstance(x, Data) and getattr(x, "edge_index", None) is not None
+
+    @staticmethod
+    def task_defaults(task: str) -> dict:
+        """Classification is per graph (``level="graph"``), segmentation per node (``level="node"``)."""
+        return {"level": "graph" if task == "classification" else "node"}
+
+    def config_updates(self) -> dict:
+        """The node-feature width inferred at the first call (lazy), so a saved model rebuilds eagerly."""
+        return {} if self.in_channels is None else {"in_channels": self.in_channels}
+
     def _check_width(self, f: int) -> None:
         if self.in_channels is None and isinstance(self.proj, nn.LazyLinear):
             self.in_channels = f
@@ -309,7 +216,7 @@ class GraphTokenizer(nn.Module):
 
     def _node_tokens(self, x: Tensor) -> Tokens:
         n = x.shape[0]
-        return Tokens(x, None, self.hop_embed.expand(n, -1, -1), self.modality, meta={"level": "node", "num_nodes": n})
+        return Tokens(x, None, self.hop_embed.expand(n, -1, -1), self.modality, meta=GraphMeta(level="node", num_nodes=n))
 
     def _cached(self, name: str, key: Tensor, make):
         """``make()``, reused while ``key`` is the same tensor, unmodified (one graph trained
@@ -398,6 +305,25 @@ class GraphTokenizer(nn.Module):
         return coalesce(edge_index, attr, num_nodes=n, reduce="mean")
 
     def forward(self, data: object) -> Tokens:
+        index = getattr(data, "node_index", None) if isinstance(data, Data) and self.level == "node" else None
+        if index is None:
+            return self._forward(data)
+        if self.training or torch.is_grad_enabled():
+            tokens = self._forward(data)
+        else:  # evaluation of several splits of one graph with the same weights: propagate once
+            x = getattr(data, "x", None)
+            key = (x, data.edge_index)  # the same tensors, unmodified, and the same weights
+            versions = (getattr(x, "_version", None), data.edge_index._version, tuple(p._version for p in self.parameters()))
+            hit = self._cache.get("eval_tokens")
+            if hit is not None and hit[0][0] is key[0] and hit[0][1] is key[1] and hit[1] == versions:
+                tokens = hit[2]
+            else:
+                tokens = self._forward(data)
+                self._cache["eval_tokens"] = (key, versions, tokens)
+        return tokens.replace(x=tokens.x[index], pos=None if tokens.pos is None else tokens.pos[index],
+                              meta=tokens.meta.replace(num_nodes=int(index.numel())))
+
+    def _forward(self, data: object) -> Tokens:
         if isinstance(data, Tensor) and self.encoder == "gin":
             raise ValueError("encoder='gin' learns its message passing, so it needs the graph: pass a PyG Data/Batch, "
                              "not precomputed hops (or build the tokenizer with encoder='hops').")
@@ -428,7 +354,6 @@ class GraphTokenizer(nn.Module):
         if hops.shape[0] == 0:
             raise ValueError("Graph has zero nodes; a graph needs at least one node to be tokenized.")
         self._check_width(hops.shape[-1])
-        n = hops.shape[0]
         if self.level == "node":
             return self._node_tokens(self.dropout(self._linear(self.dropout(hops))))
         return self._graph_tokens(self.dropout(self.proj(self.dropout(hops.flatten(1)))), batch)
@@ -443,5 +368,4 @@ class GraphTokenizer(nn.Module):
             if largest > self.max_nodes:
                 raise ValueError(f"A graph has {largest} nodes, more than max_nodes={self.max_nodes}; build with max_nodes>={largest}.")
         x, mask = to_dense_batch(h, batch, max_num_nodes=self.max_nodes)
-        meta = {"level": "graph", "num_nodes": n, "batch": batch, "node_mask": mask}
-        return Tokens(x, mask, None, self.modality, meta=meta)
+        return Tokens(x, mask, None, self.modality, meta=GraphMeta(level="graph", num_nodes=n, batch=batch, node_mask=mask))

@@ -12,7 +12,8 @@ from einops import rearrange
 from timm.layers import PatchEmbed, resample_abs_pos_embed, to_2tuple, trunc_normal_
 from torch import Tensor, nn
 
-from ..tokens import Tokens
+from ..registry import register_tokenizer
+from ..tokens import ImageMeta, Tokens
 
 
 class ConvStem(nn.Module):
@@ -36,6 +37,7 @@ class ConvStem(nn.Module):
         return self.proj(self.stem(x))
 
 
+@register_tokenizer("image")
 class ImageTokenizer(nn.Module):
     """``[B, C, H, W]`` images -> ``Tokens`` ``[B, (H/p)(W/p), D]``.
 
@@ -84,6 +86,11 @@ class ImageTokenizer(nn.Module):
     def num_tokens(self) -> int:
         return self.grid_size[0] * self.grid_size[1]
 
+    @staticmethod
+    def accepts(x: object) -> bool:
+        """Images are 4-D tensors ``[B, C, H, W]``."""
+        return isinstance(x, Tensor) and x.ndim == 4
+
     def _check(self, x: object) -> Tensor:
         if not isinstance(x, Tensor):
             raise TypeError(f"Image tokenizer expects a float tensor [B, {self.in_chans}, H, W]; got {type(x).__name__}.")
@@ -114,5 +121,5 @@ class ImageTokenizer(nn.Module):
             if (h, w) != self.grid_size:
                 pos = resample_abs_pos_embed(pos, (h, w), self.grid_size, num_prefix_tokens=0)
             pos = pos.expand(x.shape[0], -1, -1)
-        meta = {"grid": (h, w), "img_size": (x.shape[2], x.shape[3])}
+        meta = ImageMeta(grid=(h, w), img_size=(x.shape[2], x.shape[3]))
         return Tokens(tokens, mask=None, pos=pos, modality=self.modality, meta=meta)

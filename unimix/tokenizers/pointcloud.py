@@ -15,8 +15,9 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.utils import to_dense_batch
 
-from ..tokens import Tokens
-from .grouping import FPS_BACKENDS, KNN_BACKENDS, FPSCache, _check_backend, farthest_point_sample, gather_points, knn
+from ..ops.grouping import FPS_BACKENDS, KNN_BACKENDS, FPSCache, check_backend, farthest_point_sample, gather_points, knn
+from ..registry import register_tokenizer
+from ..tokens import PointMeta, Tokens
 
 
 @dataclass
@@ -114,6 +115,7 @@ class MiniPointNet(nn.Module):
         return reduce(f, "b g k d -> b g d", "max")
 
 
+@register_tokenizer("pointcloud")
 class PointCloudTokenizer(nn.Module):
     """Point clouds -> ``Tokens`` ``[B, G, D]`` with group centres as positions.
 
@@ -139,8 +141,8 @@ class PointCloudTokenizer(nn.Module):
         if in_chans < 3:
             raise ValueError(f"in_chans must be at least 3 (xyz); got {in_chans}.")
         self.embed_dim, self.num_groups, self.group_size, self.in_chans = embed_dim, num_groups, group_size, in_chans
-        self.fps_backend = _check_backend("FPS", fps_backend, FPS_BACKENDS)
-        self.knn_backend = _check_backend("kNN", knn_backend, KNN_BACKENDS)
+        self.fps_backend = check_backend("FPS", fps_backend, FPS_BACKENDS)
+        self.knn_backend = check_backend("kNN", knn_backend, KNN_BACKENDS)
         self.fps_cache = FPSCache(fps_cache) if fps_cache > 0 else None
         self.encoder = MiniPointNet(in_chans, embed_dim, hidden)
         self.pos_embed = nn.Sequential(nn.Linear(3, hidden), nn.GELU(), nn.Linear(hidden, embed_dim))
@@ -148,6 +150,15 @@ class PointCloudTokenizer(nn.Module):
     @property
     def num_tokens(self) -> int:
         return self.num_groups
+
+    @staticmethod
+    def accepts(x: object) -> bool:
+        """Clouds are ``[B, P, C]`` / ``[P, C]`` tensors, lists of ``[P_i, C]`` tensors, or PyG data with ``pos`` and no edges."""
+        if isinstance(x, Tensor):
+            return x.ndim in (2, 3)
+        if isinstance(x, (list, tuple)):
+            return True
+        return isinstance(x, Data) and getattr(x, "edge_index", None) is None and getattr(x, "pos", None) is not None
 
     def group(self, pb: PointBatch) -> tuple[Tensor, Tensor]:
         """Centres ``[B, G, 3]`` and neighbour indices ``[B, G, K]`` for a padded batch."""
@@ -173,12 +184,5 @@ class PointCloudTokenizer(nn.Module):
         if pb.feats is not None:
             rel = torch.cat([rel, gather_points(pb.feats, group_idx)], -1)
         tokens = self.encoder(rel)
-        meta = {
-            "centers": centers,
-            "group_idx": group_idx,
-            "points": pb.xyz,
-            "point_mask": pb.mask,
-            "layout": pb.layout,
-            "sizes": pb.sizes,
-        }
+        meta = PointMeta(centers=centers, group_idx=group_idx, points=pb.xyz, point_mask=pb.mask, layout=pb.layout, sizes=pb.sizes)
         return Tokens(tokens, mask=None, pos=self.pos_embed(centers), modality=self.modality, meta=meta)

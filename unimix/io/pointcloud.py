@@ -1,15 +1,16 @@
 """Read point clouds and meshes from the usual files into tensors.
 
-:func:`read_point_cloud` takes ``.ply .pcd .xyz .xyzn .xyzrgb .pts .txt`` (points) and ``.off .obj .stl``
-(meshes, sampled uniformly over their surface). Text formats and OFF are parsed here (so an error
-can name the line); PLY, PCD, OBJ and STL go through open3d, imported only when needed.
+:func:`read_point_cloud` takes ``.ply .pcd .xyz .xyzn .xyzrgb .pts .txt .npy`` (points) and ``.off .obj
+.stl`` (meshes, sampled uniformly over their surface). Text formats and OFF are parsed here (so an
+error can name the line), ``.npy`` arrays are read without pickles; PLY, PCD, OBJ and STL go
+through open3d, imported only when needed.
 
 Every problem is a ``ValueError`` (or ``FileNotFoundError``) that names the file: truncated or
 malformed files, empty clouds, NaN or Inf coordinates, degenerate meshes.
 
 Too few points or duplicates are not errors here: the tokenizer raises a clear error when a cloud has
-fewer (distinct) points than ``num_groups``. :func:`resample_points` gives a fixed count: a random
-subset when there are more points, every point plus randomly repeated ones when there are fewer.
+fewer (distinct) points than ``num_groups``. Resampling to a fixed count and normalisation are the
+job of :mod:`unimix.io.preprocess`, the one preprocessing path of the library.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-POINT_FORMATS = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts", ".txt")
+POINT_FORMATS = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts", ".txt", ".npy")
 MESH_FORMATS = (".off", ".obj", ".stl")
 
 
@@ -77,6 +78,8 @@ def read_point_cloud(path: str | Path, num_points: int | None = None, normals: b
         return torch.from_numpy(pts)
     if ext in (".ply", ".pcd"):
         pts, nrm = _read_open3d_points(path)
+    elif ext == ".npy":
+        pts, nrm = _read_npy_points(path)
     else:
         pts, nrm = _read_text_points(path, ext)
     if normals:
@@ -85,7 +88,24 @@ def read_point_cloud(path: str | Path, num_points: int | None = None, normals: b
                              "(open3d's estimate_normals) or read xyz only with normals=False.")
         pts = np.concatenate([pts, _check_points(path, nrm, "normals")], 1)
     out = torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32))
-    return out if num_points is None else resample_points(out, num_points, seed)
+    if num_points is None:
+        return out
+    from .points import resample_points
+
+    return resample_points(out, num_points, seed)
+
+
+def _read_npy_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """A ``[P, 3]`` or ``[P, 6]`` (xyz + normals) ``.npy`` array; object arrays (pickles) are refused."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise ValueError(f"{path}: not a plain numeric .npy array ({e}); object arrays need pickle, which unimix never loads.") from None
+    if arr.ndim != 2 or arr.shape[1] < 3 or not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{path}: expected a numeric array [P, 3] (or [P, 6] with normals); got {arr.dtype} {arr.shape}.")
+    arr = arr.astype(np.float64)
+    _check_points(path, arr[:, :3])
+    return arr[:, :3], (arr[:, 3:6] if arr.shape[1] >= 6 else None)
 
 
 def _read_open3d_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -257,22 +277,3 @@ def sample_mesh(verts: np.ndarray, faces: np.ndarray, num_points: int, seed: int
         n = cross[tri] / area[tri, None]
         pts = np.concatenate([pts, n], 1)
     return pts.astype(np.float32)
-
-
-def resample_points(points: Tensor, num_points: int, seed: int | None = 0) -> Tensor:
-    """Exactly ``num_points`` rows of ``points [P, C]``: a random subset without replacement when
-    ``P >= num_points``, otherwise every point plus randomly repeated ones (duplicates)."""
-    if num_points < 1:
-        raise ValueError(f"num_points must be positive; got {num_points}.")
-    n = points.shape[0]
-    if n == 0:
-        raise ValueError("Cannot resample an empty cloud (0 points).")
-    g = torch.Generator()
-    if seed is None:
-        g.seed()
-    else:
-        g.manual_seed(seed)
-    idx = torch.randperm(n, generator=g)[:num_points]
-    if n < num_points:
-        idx = torch.cat([idx, torch.randint(0, n, (num_points - n,), generator=g)])
-    return points[idx.to(points.device)]

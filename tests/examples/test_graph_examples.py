@@ -15,7 +15,7 @@ import torch
 
 from unimix.data import graphs as data_graphs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_script(rel: str):
@@ -146,18 +146,26 @@ def test_cora_example_json(shared_data, tmp_path, capsys):
     assert not (shared_data / "planetoid" / "Cora" / "processed").exists()
 
 
-def test_cora_node_logits_in_chunks_equal_the_full_forward():
+def test_node_split_rows_equal_the_full_forward():
+    """NodeSplit: the graph is propagated whole, the trunk and head run on the split's nodes only."""
     from torch_geometric.data import Data
+
+    from unimix.data import NodeSplit
 
     cora = load_script("examples/cora.py")
     torch.manual_seed(0)
-    data = Data(x=torch.rand(50, 12), edge_index=torch.randint(0, 50, (2, 200)))
+    mask = torch.zeros(50, dtype=torch.bool)
+    mask[[0, 3, 7, 41]] = True
+    data = Data(x=torch.rand(50, 12), edge_index=torch.randint(0, 50, (2, 200)), train_mask=mask, y=torch.arange(50) % 3)
     model = cora.build_model(12, 3, cora.parse_args(["--dim", "16"])).eval()
     with torch.no_grad():
         full = model(data)
-        assert torch.allclose(cora.node_logits(model, data, chunk=7), full, atol=1e-6)
-        index = torch.tensor([3, 41, 7, 0])
-        assert torch.allclose(cora.node_logits(model, data, index, chunk=3), full[index], atol=1e-6)
+        part = model(NodeSplit("train")(data))
+        again = model(NodeSplit("train")(data))  # evaluation reuses the propagated tokens
+    torch.testing.assert_close(part, full[mask], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(again, part)
+    with pytest.raises(ValueError, match="no 'test_mask'"):
+        NodeSplit("test")(data)
 
 
 def test_planetoid_benchmark_runs_every_model_on_the_same_split(shared_data, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import unimix
-from unimix.checkpoint import load_checkpoint, save_checkpoint
+from unimix.train import load_checkpoint, save_checkpoint
 
 TINY = dict(dim=32, depth=2, tokenizer_kwargs=dict(num_groups=8, group_size=8, hidden=16))
 
@@ -57,9 +57,9 @@ def test_graph_model_with_lazy_width_round_trip(tmp_path):
 def test_num_classes_mismatch_lists_keys_and_partial_load_works(tmp_path):
     tiny(num_classes=5).save_pretrained(tmp_path / "five")
     other = tiny(num_classes=7)
-    from unimix.checkpoint import _read_safetensors, load_weights
+    from unimix.serialization import load_weights, read_safetensors
 
-    state, _ = _read_safetensors(tmp_path / "five" / "model.safetensors")
+    state, _ = read_safetensors(tmp_path / "five" / "model.safetensors")
     with pytest.raises(ValueError) as err:
         load_weights(other, state, strict=True)
     msg = str(err.value)
@@ -170,7 +170,7 @@ def test_killed_mid_save_leaves_previous_checkpoint_loadable(tmp_path):
     # A child process writes a new checkpoint and is SIGKILLed right before the rename.
     script = textwrap.dedent(f"""
         import os, signal, torch, unimix
-        from unimix.checkpoint import save_checkpoint
+        from unimix.train import save_checkpoint
         m = unimix.create_model("unimix_s", tokenizer="pointcloud", num_classes=5, dim=32, depth=2,
                                 tokenizer_kwargs=dict(num_groups=8, group_size=8, hidden=16))
         with torch.no_grad():
@@ -192,4 +192,4 @@ def test_killed_mid_save_leaves_previous_checkpoint_loadable(tmp_path):
 def test_save_pretrained_needs_a_config():
     backbone = unimix.Backbone(unimix.PointCloudTokenizer(embed_dim=32, num_groups=8, group_size=8), dim=32, depth=1)
     with pytest.raises(ValueError, match="unimix_config"):
-        unimix.checkpoint.save_pretrained(backbone, "unused")
+        unimix.save_pretrained(backbone, "unused")

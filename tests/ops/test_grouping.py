@@ -4,12 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from unimix.ops.grouping import farthest_point_sample, knn, numba_available, open3d_available, resolve_fps_backend, start_indices
 from unimix.tokenizers import PointCloudTokenizer
-from unimix.tokenizers.grouping import (_numba_available, _open3d_available, farthest_point_sample, knn,
-                                       resolve_fps_backend, start_indices)
 
-BACKENDS = ["torch"] + (["open3d"] if _open3d_available() else []) + (["numba"] if _numba_available() else [])
-KNN_BACKENDS = ["torch", "scipy"] + (["numba"] if _numba_available() else [])
+BACKENDS = ["torch"] + (["open3d"] if open3d_available() else []) + (["numba"] if numba_available() else [])
+KNN_BACKENDS = ["torch", "scipy"] + (["numba"] if numba_available() else [])
 
 
 def naive_fps(xyz: torch.Tensor, g: int, start: torch.Tensor) -> torch.Tensor:
@@ -112,12 +111,12 @@ def test_tokenizer_same_tokens_whichever_backend():
             with torch.no_grad():
                 outs.append(tok(x))
     for o in outs[1:]:
-        assert torch.equal(o.meta["centers"], outs[0].meta["centers"])
+        assert torch.equal(o.meta.centers, outs[0].meta.centers)
         assert torch.allclose(o.x, outs[0].x)
 
 
 def test_fps_cache_returns_what_fps_computes():
-    from unimix.tokenizers.grouping import FPSCache
+    from unimix.ops.grouping import FPSCache
 
     g = torch.Generator().manual_seed(8)
     xyz = torch.rand(4, 100, 3, generator=g)
@@ -155,7 +154,7 @@ def test_logits_ignore_point_order_even_with_token_mixing(block):
         assert torch.allclose(model(x), model(x[:, perm]), atol=1e-5)
 
 
-@pytest.mark.skipif(not _numba_available(), reason="numba not installed")
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
 def test_numba_is_the_cpu_default_and_exact():
     g = torch.Generator().manual_seed(9)
     xyz = torch.rand(4, 500, 3, generator=g)
@@ -175,7 +174,7 @@ def test_numba_is_the_cpu_default_and_exact():
         assert torch.equal(nn[b], keep[naive_knn(centres[b : b + 1], xyz[b : b + 1, keep], 16)[0]])
 
 
-@pytest.mark.skipif(not _numba_available(), reason="numba not installed")
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
 def test_numba_knn_breaks_ties_by_index_and_handles_k_above_points():
     grid = torch.stack(torch.meshgrid(*[torch.arange(4.0)] * 3, indexing="ij"), -1).reshape(1, 64, 3)
     q = grid[:, [0, 21, 42]]  # many points at equal distances
@@ -186,7 +185,7 @@ def test_numba_knn_breaks_ties_by_index_and_handles_k_above_points():
     assert torch.equal(idx[..., 5:], idx[..., :1].expand(-1, -1, 3))
 
 
-@pytest.mark.skipif(not _numba_available(), reason="numba not installed")
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
 @pytest.mark.parametrize("shape", ["flat", "line", "far_offset", "outside_queries", "masked"])
 def test_numba_grid_knn_is_exact_on_awkward_clouds(shape):
     g = torch.Generator().manual_seed(10)
@@ -213,11 +212,13 @@ def test_numba_grid_knn_is_exact_on_awkward_clouds(shape):
 
 
 def test_auto_falls_back_without_numba(monkeypatch):
-    from unimix.tokenizers import grouping
+    import importlib
 
-    monkeypatch.setattr(grouping, "_numba_available", lambda: False)
+    for name in ("common", "fps", "knn"):
+        module = importlib.import_module(f"unimix.ops.{name}")
+        monkeypatch.setattr(module, "numba_available", lambda: False)
     xyz = torch.rand(2, 300, 3, generator=torch.Generator().manual_seed(11))
-    assert grouping.resolve_fps_backend(xyz) == ("open3d" if _open3d_available() else "torch")
+    assert resolve_fps_backend(xyz) == ("open3d" if open3d_available() else "torch")
     idx = farthest_point_sample(xyz, 32, ordered=False)
     centres = xyz.gather(1, idx.unsqueeze(-1).expand(-1, -1, 3))
     assert torch.equal(knn(centres, xyz, 8), naive_knn(centres, xyz, 8))

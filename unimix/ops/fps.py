@@ -1,81 +1,22 @@
-"""Farthest-point sampling and k-nearest-neighbour grouping, batched, with a backend per device.
-
-No CUDA extension: everything runs on any device. Several backends each, picked automatically:
-
-- **FPS.** On CPU, numba kernels compiled on first use (parallel over clouds); without numba,
-  open3d's C++ ``farthest_point_down_sample`` per cloud. On CUDA (or with neither), a batched
-  PyTorch loop: one step per centre, all clouds at once. All measure squared distances in float64
-  from the same start point and break ties by the lowest index, so they pick **the same indices**
-  (tested against a naive reference).
-- **kNN.** On CPU, a numba kernel (a uniform grid per cloud, searched ring by ring around each
-  centre, in parallel; exact, sorted by distance then index); without numba, a scipy k-d tree per
-  cloud in a thread pool for large problems. On CUDA, chunked distance blocks + ``topk``. All
-  return the same neighbours sorted by distance (ties between equidistant points may be ordered
-  differently by ``torch`` and ``scipy``).
-
-Memory is ``O(B * G * P)`` at most for ``G`` centres and ``P`` points, never ``P x P``.
-"""
+"""Farthest-point sampling, batched, with a backend per device (see :mod:`unimix.ops.grouping`)."""
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
 import torch
 from torch import Tensor
 
-# Upper bound on B * g * P elements held at once by the torch kNN (about 64 MB of float32).
-_KNN_CHUNK_ELEMENTS = 1 << 24
-# Grid density of the numba kNN: cells hold about this many points of a uniformly spread cloud.
-_POINTS_PER_CELL = 2
-FPS_BACKENDS = ("auto", "torch", "open3d", "numba")
-KNN_BACKENDS = ("auto", "torch", "scipy", "numba")
-
-
-def _check_backend(kind: str, backend: str, valid: tuple[str, ...]) -> str:
-    b = str(backend).lower()
-    if b not in valid:
-        raise ValueError(f"Unknown {kind} backend {backend!r}; expected one of {valid}.")
-    return b
-
-
-@lru_cache(maxsize=1)
-def _open3d_available() -> bool:
-    try:
-        import open3d  # noqa: F401
-    except Exception:  # ImportError, or a missing system library (libusb / libGL)
-        return False
-    return True
-
-
-@lru_cache(maxsize=1)
-def _numba_available() -> bool:
-    try:
-        from . import _grouping_numba  # noqa: F401  (imports numba)
-    except Exception:  # ImportError, or a numba that does not match the installed numpy
-        return False
-    return True
-
-
-def _require_numba() -> None:
-    if not _numba_available():
-        raise ValueError("The numba grouping backend needs numba: pip install numba, or pass backend='auto'.")
-
-
-@lru_cache(maxsize=1)
-def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="unimix-knn")
-
+from .common import FPS_BACKENDS, check_backend, gather_points, numba_available, numba_points, open3d_available, require_numba
 
 def resolve_fps_backend(xyz: Tensor, backend: str = "auto") -> str:
     """The FPS backend ``auto`` stands for on this input: on CPU ``numba``, else ``open3d``, when
     importable; ``torch`` elsewhere."""
-    b = _check_backend("FPS", backend, FPS_BACKENDS)
+    b = check_backend("FPS", backend, FPS_BACKENDS)
     if b == "auto":
         if xyz.device.type != "cpu":
             return "torch"
-        return "numba" if _numba_available() else "open3d" if _open3d_available() else "torch"
+        return "numba" if numba_available() else "open3d" if open3d_available() else "torch"
     return b
 
 
@@ -259,22 +200,12 @@ def _fps_torch(xyz: Tensor, g: int, mask: Tensor | None, start: Tensor) -> Tenso
     return torch.stack(picks, 1)
 
 
-def _numba_points(xyz: Tensor, mask: Tensor | None) -> tuple[np.ndarray, np.ndarray]:
-    """float64 ``[B, 3, P]`` (one contiguous row per axis, for vector loads) and bool ``[B, P]``."""
-    pts = xyz.detach().cpu().double().transpose(1, 2).contiguous().numpy()
-    if mask is None:
-        valid = np.ones(pts.shape[::2], dtype=np.bool_)
-    else:
-        valid = np.ascontiguousarray(mask.cpu().numpy(), dtype=np.bool_)
-    return pts, valid
-
-
 def _fps_numba(xyz: Tensor, g: int, mask: Tensor | None, start: Tensor, ordered: bool) -> Tensor:
     """FPS picks in order, or (``ordered=False``) in :func:`canonical_order`, both computed in the kernel."""
-    _require_numba()
+    require_numba()
     from ._grouping_numba import LOCK, fps_kernel
 
-    pts, valid = _numba_points(xyz, mask)
+    pts, valid = numba_points(xyz, mask)
     out = np.empty((pts.shape[0], g), dtype=np.int64)
     gap = np.empty(pts.shape[0], dtype=np.int64)  # bits of a non-negative double: 0 means 0.0
     with LOCK:
@@ -316,94 +247,3 @@ def _index_colours(n: int):
     c = np.zeros((n, 3))
     c[:, 0] = np.arange(n)
     return o3d.utility.Vector3dVector(c)
-
-
-def knn(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None = None, backend: str = "auto") -> Tensor:
-    """Indices of the ``k`` nearest valid points of ``xyz [B, P, 3]`` for each ``query [B, G, 3]``.
-
-    Returns ``[B, G, k]`` sorted by distance. A cloud with fewer than ``k`` valid points repeats
-    its nearest point to fill the group. ``backend``: ``auto`` (numba on CPU, else scipy k-d trees
-    on CPU for large problems; torch otherwise), ``torch``, ``scipy`` or ``numba``.
-    """
-    b, g, _ = query.shape
-    p = xyz.shape[1]
-    name = _check_backend("kNN", backend, KNN_BACKENDS)
-    if name == "auto":
-        if xyz.device.type == "cpu" and _numba_available():
-            name = "numba"
-        else:
-            name = "scipy" if xyz.device.type == "cpu" and b * g * p >= 1 << 18 else "torch"
-    if name == "numba":
-        return _knn_numba(query, xyz, k, mask)
-    if name == "scipy":
-        return _knn_scipy(query, xyz, k, mask)
-    return _knn_torch(query, xyz, k, mask)
-
-
-def _knn_torch(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None) -> Tensor:
-    b, g, _ = query.shape
-    p = xyz.shape[1]
-    k_eff = min(k, p)
-    query, xyz = query.detach(), xyz.detach()
-    step = max(1, _KNN_CHUNK_ELEMENTS // max(1, b * p))
-    out = []
-    for s in range(0, g, step):
-        d = torch.cdist(query[:, s : s + step], xyz, compute_mode="donot_use_mm_for_euclid_dist")  # b g' p
-        if mask is not None:
-            d = d.masked_fill(~mask.unsqueeze(1), float("inf"))
-        dist, idx = d.topk(k_eff, dim=-1, largest=False)
-        if mask is not None:
-            idx = torch.where(torch.isinf(dist), idx[..., :1], idx)
-        out.append(idx)
-    idx = torch.cat(out, 1)
-    if k_eff < k:
-        idx = torch.cat([idx, idx[..., :1].expand(-1, -1, k - k_eff)], -1)
-    return idx
-
-
-def _knn_numba(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None) -> Tensor:
-    _require_numba()
-    from ._grouping_numba import LOCK, grid_build_kernel, knn_grid_kernel
-
-    pts, valid = _numba_points(xyz, mask)
-    b, _, p = pts.shape
-    q = query.detach().cpu().double().contiguous().numpy()
-    out = np.empty((q.shape[0], q.shape[1], k), dtype=np.int64)
-    sorted_xyz, sorted_idx = np.empty_like(pts), np.empty((b, p), dtype=np.int64)
-    cell_start, grid = np.empty((b, p + 2), dtype=np.int64), np.empty((b, 8))
-    with LOCK:
-        grid_build_kernel(pts, valid, _POINTS_PER_CELL, sorted_xyz, sorted_idx, cell_start, grid)
-        knn_grid_kernel(q, sorted_xyz, sorted_idx, cell_start, grid, valid.sum(1).astype(np.int64), k, out)
-    return torch.from_numpy(out).to(xyz.device)
-
-
-def _knn_scipy(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None) -> Tensor:
-    from scipy.spatial import cKDTree
-
-    q = query.detach().double().cpu().numpy()
-    pts = xyz.detach().double().cpu().numpy()
-    valid = None if mask is None else mask.cpu().numpy()
-
-    def one(i: int) -> np.ndarray:
-        keep = None if valid is None else np.flatnonzero(valid[i])
-        cloud = pts[i] if keep is None else pts[i, keep]
-        kk = min(k, len(cloud))
-        _, nn = cKDTree(cloud).query(q[i], kk)
-        nn = nn.reshape(q.shape[1], kk)
-        if kk < k:
-            nn = np.concatenate([nn, np.repeat(nn[:, :1], k - kk, 1)], 1)
-        return nn if keep is None else keep[nn]
-
-    if q.shape[0] == 1:
-        res = [one(0)]
-    else:
-        res = list(_pool().map(one, range(q.shape[0])))
-    return torch.from_numpy(np.stack(res).astype(np.int64)).to(xyz.device)
-
-
-def gather_points(x: Tensor, idx: Tensor) -> Tensor:
-    """``x [B, P, C]`` gathered at ``idx [B, ...]`` -> ``[B, ..., C]``."""
-    b = x.shape[0]
-    flat = idx.reshape(b, -1)
-    out = torch.gather(x, 1, flat.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-    return out.reshape(*idx.shape, x.shape[-1])

@@ -8,7 +8,7 @@ import torch
 from torch_geometric.data import Data
 
 import unimix
-from unimix.finetune import Trainer, WarmupCosine, apply_strategy, build_optimizer
+from unimix.train import Trainer, apply_strategy, build_optimizer, build_scheduler
 
 
 def image_model(num_classes=3, seed=0, **kw):
@@ -68,8 +68,14 @@ def test_layer_decay_gives_smaller_lr_towards_the_input():
 
 
 def test_warmup_then_cosine():
-    f = WarmupCosine(warmup_steps=4, total_steps=14, min_ratio=0.1)
-    values = [f(s) for s in range(15)]
+    """timm's cosine, per update: warmup_epochs of linear warmup, then down to min_lr at the last update."""
+    p = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.AdamW([p], lr=1.0)
+    sched = build_scheduler(opt, "cosine", epochs=7, updates_per_epoch=2, warmup_epochs=2, min_lr=0.1)
+    values = []
+    for step in range(15):
+        values.append(opt.param_groups[0]["lr"])
+        sched.step_update(step + 1)
     assert values[:4] == sorted(values[:4]) and values[3] < 1.0
     assert values[4] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(values[4:], values[5:]))
@@ -99,7 +105,8 @@ def test_bf16_on_cpu_learns_and_fp16_needs_cuda():
 
 def test_files_history_and_early_stopping(tmp_path):
     x, y = image_data(12)
-    hist = unimix.finetune(image_model(), (x, y), (x, y), epochs=10, lr=1e-12, batch_size=6, early_stopping=2,
+    # PyTorch's init: with the zero-initialised classifier, 1e-12 steps could still flip argmax ties
+    hist = unimix.finetune(image_model(weight_init="torch"), (x, y), (x, y), epochs=10, lr=1e-12, batch_size=6, early_stopping=2,
                            output_dir=tmp_path, progress=False, verbose=False)
     assert len(hist) == 3  # the first epoch sets the best, two more without improvement stop it
     rows = list(csv.DictReader(open(tmp_path / "history.csv")))
@@ -132,8 +139,9 @@ def test_resume_continues_exactly(tmp_path):
         Trainer(model(), output_dir=tmp_path / "b", callbacks=[crash], **kw).fit((x, y), (vx, vy))
     resumed = Trainer(model(), output_dir=tmp_path / "b", resume=True, **kw)
     h_res = resumed.fit((x, y), (vx, vy))
-    strip = [{k: v for k, v in r.items() if k != "time_s"} for r in h_full]
-    assert [{k: v for k, v in r.items() if k != "time_s"} for r in h_res] == strip
+    timing = ("time_s", "train_time_s", "train_samples_per_s")
+    strip = [{k: v for k, v in r.items() if k not in timing} for r in h_full]
+    assert [{k: v for k, v in r.items() if k not in timing} for r in h_res] == strip
     for k, v in params(full.model).items():
         assert torch.equal(params(resumed.model)[k], v), k
 
@@ -174,3 +182,61 @@ def test_bad_arguments_are_explained():
         Trainer(image_model(num_classes=0), progress=False).fit(image_data())
     with pytest.raises(TypeError, match="Training data"):
         Trainer(image_model(), progress=False).fit(42)
+
+
+def test_test_scores_are_read_at_the_best_validation_epoch():
+    x, y = image_data(24)
+    vx, vy = image_data(12, seed=1)
+    tx, ty = image_data(12, seed=2)
+    trainer = Trainer(image_model(), epochs=4, lr=3e-3, batch_size=8, progress=False, verbose=False)
+    history = trainer.fit((x, y), (vx, vy), (tx, ty))
+    s = trainer.summary()
+    best = max(history, key=lambda r: (r["val_acc"], -r["epoch"]))  # first epoch with the top validation accuracy
+    assert s["best_epoch"] == best["epoch"] and s["best"]["test_acc"] == best["test_acc"]
+    assert s["final"] == history[-1] and {"test_loss", "test_acc", "test_f1"} <= set(history[0])
+
+
+def test_time_budget_stops_training_and_the_schedule_follows_the_clock():
+    x, y = image_data(64)
+    trainer = Trainer(image_model(), epochs=1000, lr=1e-3, batch_size=4, time_budget_s=1.5, warmup_epochs=10,
+                      progress=False, verbose=False)
+    history = trainer.fit((x, y), (x, y))
+    assert len(history) < 1000 and 1.5 <= trainer.train_time < 5
+    assert history[-1]["lr"] < 0.2 * 1e-3  # the cosine ran to its end with the budget
+    assert "val_acc" in history[-1]
+
+
+def test_loss_hook_sees_the_batch_and_rows_dataset():
+    from unimix.data import TensorRows
+
+    x, y = image_data(16)
+    seen = []
+
+    def loss_fn(out, target, batch):
+        seen.append(sorted(batch))
+        return torch.nn.functional.cross_entropy(out, target) * batch["weight"].mean()
+
+    rows = TensorRows(image=x, label=y, weight=torch.ones(16))
+    assert rows[3]["label"] == y[3] and len(rows) == 16
+    unimix.finetune(image_model(), rows, epochs=1, batch_size=8, loss_fn=loss_fn, progress=False, verbose=False)
+    assert seen and seen[0] == ["image", "label", "weight"]
+    with pytest.raises(ValueError, match="outside \\[0, 3\\)"):
+        unimix.finetune(image_model(), (x, y + 5), epochs=1, batch_size=8, progress=False, verbose=False)
+
+
+def test_a_diverging_run_stops_with_an_explanation():
+    x, y = image_data(16)
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="learning rate"):
+        unimix.finetune(image_model(), (x, y), epochs=1, batch_size=16, progress=False, verbose=False)
+
+
+def test_optimizer_comes_from_timm_and_skips_decay_on_embeddings():
+    model = unimix.create_model("unimix_t", tokenizer="image", num_classes=3, dim=16, depth=1,
+                                tokenizer_kwargs=dict(img_size=16, patch_size=4))
+    opt = build_optimizer(model, "adamw", lr=1e-3, weight_decay=0.05)
+    wd = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert wd[id(named["backbone.tokenizers.image.pos_embed"])] == 0.0
+    assert wd[id(named["backbone.trunk.blocks.0.norm1.weight"])] == 0.0
+    assert wd[id(named["backbone.trunk.blocks.0.mlp.fc1.weight"])] == 0.05

@@ -62,6 +62,8 @@ def test_one_trunk_instance_and_shared_tokenizers():
 def test_joint_gradient_is_the_sum_of_task_gradients():
     """Identity, not copies: every task's loss lands in the same trunk parameter."""
     m = model().eval()
+    for head in m.heads.values():  # the classifiers start at zero (weight_init policy): give the trunk a gradient
+        torch.nn.init.normal_(head.fc.weight)
     d, b = data(), batch(data())
     targets = {"nodes": d["nodes"][1][:4], "graphs": torch.tensor([0, 1, 0, 1]), "shapes": d["shapes"][1][:4], "parts": d["parts"][1][:4]}
     m(b)  # materialise lazy layers

@@ -17,7 +17,7 @@ def test_image_tokens_and_grid(stem):
     tok = ImageTokenizer(embed_dim=32, img_size=32, patch_size=8, stem=stem)
     t = tok(torch.randn(2, 3, 32, 32))
     assert t.x.shape == (2, 16, 32) and t.pos.shape == (2, 16, 32)
-    assert t.meta["grid"] == (4, 4) and t.meta["img_size"] == (32, 32)
+    assert t.meta.grid == (4, 4) and t.meta.img_size == (32, 32)
 
 
 def test_image_errors_name_the_fix():
@@ -47,7 +47,7 @@ def test_point_inputs_in_every_layout():
     assert listed.x.shape == batch.x.shape == (2, 16, 32)
     torch.testing.assert_close(listed.x[0], dense.x[0], atol=1e-5, rtol=0)
     torch.testing.assert_close(listed.x, batch.x)
-    assert listed.meta["sizes"] == [100, 40] and listed.meta["point_mask"].shape == (2, 100)
+    assert listed.meta.sizes == [100, 40] and listed.meta.point_mask.shape == (2, 100)
 
 
 def test_point_features_channels():
@@ -109,7 +109,7 @@ def test_duplicate_points_work():
 def test_graph_node_level_hop_tokens():
     tok = GraphTokenizer(embed_dim=32, num_hops=3)
     t = tok(ring_graph(10))
-    assert t.x.shape == (10, 4, 32) and t.meta["level"] == "node"
+    assert t.x.shape == (10, 4, 32) and t.meta.level == "node"
     assert tok.num_tokens == 4
 
 

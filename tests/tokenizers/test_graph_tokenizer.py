@@ -65,7 +65,7 @@ def test_sparse_feature_dropout_trains_and_keeps_zeros_at_zero():
     x[torch.arange(20), torch.arange(20)] = 1.0
     data = Data(x=x, edge_index=torch.randint(0, 20, (2, 40), generator=torch.Generator().manual_seed(2)))
     model = unimix.create_model("unimix_t", tokenizer="graph", task="segmentation", num_classes=3, dim=32, depth=1,
-                                tokenizer_kwargs=dict(num_hops=2, dropout=0.5))
+                                tokenizer_kwargs=dict(num_hops=2, dropout=0.5), weight_init="torch")  # a non-zero classifier
     model(data).sum().backward()
     w = model.backbone.tokenizers["graph"].proj.weight
     assert w.grad is not None and torch.isfinite(w.grad).all()

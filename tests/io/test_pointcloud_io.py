@@ -1,34 +1,18 @@
 """unimix.io: every format into tensors, and a clear error naming the file for every bad input."""
 from __future__ import annotations
 
-import struct
 
 import numpy as np
 import pytest
 import torch
 
 from unimix.io import read_off, read_point_cloud, resample_points, sample_mesh
+from writers import write_binary_ply, write_off
 
-CUBE_V = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], dtype=np.float64)
-CUBE_QUADS = [[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4], [1, 5, 7, 3]]
-
-
-def write_off(path, merged_header=False):
-    head = f"OFF{len(CUBE_V)} {len(CUBE_QUADS)} 0" if merged_header else f"OFF\n{len(CUBE_V)} {len(CUBE_QUADS)} 0"
-    lines = [head] + [" ".join(map(str, v)) for v in CUBE_V] + [f"4 {' '.join(map(str, q))}" for q in CUBE_QUADS]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def cloud(n=50, seed=0):
     return np.random.default_rng(seed).normal(size=(n, 3))
-
-
-def write_binary_ply(path, pts, truncate=0):
-    header = f"ply\nformat binary_little_endian 1.0\nelement vertex {len(pts)}\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
-    body = b"".join(struct.pack("<3f", *p) for p in pts)
-    path.write_bytes(header.encode() + body[: len(body) - truncate])
-    return path
 
 
 def test_text_formats(tmp_path):

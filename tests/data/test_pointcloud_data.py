@@ -1,9 +1,7 @@
 """Generated shapes, ModelNet40 and ShapeNetPart readers, part-mIoU metrics and augmentations."""
 from __future__ import annotations
 
-import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +10,8 @@ import torch
 from unimix.data import pointcloud_transforms as T
 from unimix.data.modelnet import ModelNet40H5, ModelNet40OFF, ModelNet40Resampled, detect_format, load_modelnet40
 from unimix.data.shapenetpart import PartMIoU, ShapeNetPart, restrict_to_category, shape_iou
+from writers import write_h5, write_off, write_resampled, write_shapenetpart
+
 from unimix.data.shapes import CLASS_PARTS, NUM_PARTS, PART_CLASS, PART_NAMES, SHAPE_CLASSES, ShapesDataset, generate_shapes
 
 
@@ -65,24 +65,6 @@ def test_real_modelnet_both_layouts_agree(shared_data):
     assert len(load_modelnet40(shared_data / "modelnet40_ply_hdf5_2048", "train")) == 123
 
 
-def write_h5(root: Path, n=4, p=64, nan=False, official_paths=True):
-    import h5py
-
-    root.mkdir(parents=True, exist_ok=True)
-    data = np.random.default_rng(0).normal(size=(n, p, 3)).astype(np.float32)
-    if nan:
-        data[2, 5, 1] = np.nan
-    for split in ("train", "test"):
-        with h5py.File(root / f"ply_data_{split}0.h5", "w") as h:
-            h["data"] = data
-            h["label"] = np.arange(n, dtype=np.uint8).reshape(n, 1) % 3
-            h["normal"] = data
-        prefix = "data/modelnet40_ply_hdf5_2048/" if official_paths else ""
-        (root / f"{split}_files.txt").write_text(f"{prefix}ply_data_{split}0.h5\n")
-    (root / "shape_names.txt").write_text("a\nb\nc\n")
-    return root
-
-
 def test_h5_official_file_lists_resolve_by_name(tmp_path):
     ds = ModelNet40H5(write_h5(tmp_path / "h5"), "train", num_points=32, normals=True)
     assert len(ds) == 4 and ds[1]["points"].shape == (32, 6) and ds.classes == ["a", "b", "c"]
@@ -101,23 +83,10 @@ def test_h5_errors_name_the_file(tmp_path):
     (root / "train_files.txt").unlink()
     with pytest.raises(FileNotFoundError, match=r"train_files\.txt not found"):
         ModelNet40H5(root, "train")
-    with pytest.raises(ValueError, match="num_points=100"):
-        ModelNet40H5(write_h5(tmp_path / "few", p=64), "train", num_points=100)[0]
+    few = ModelNet40H5(write_h5(tmp_path / "few", p=64), "train", num_points=100)[0]["points"]  # documented: repeats points
+    assert few.shape == (100, 3) and torch.unique(few, dim=0).shape[0] == 64
     with pytest.raises(ValueError, match="Unknown split 'val'"):
         ModelNet40H5(root, "val")
-
-
-def write_resampled(root: Path, lines_per_shape=20):
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "modelnet40_shape_names.txt").write_text("chair\ncup\n")
-    rng = np.random.default_rng(1)
-    names = {"train": ["chair_0001", "cup_0001"], "test": ["cup_0002"]}
-    for split, ns in names.items():
-        (root / f"modelnet40_{split}.txt").write_text("\n".join(ns) + "\n")
-        for n in ns:
-            (root / n.rsplit("_", 1)[0]).mkdir(exist_ok=True)
-            np.savetxt(root / n.rsplit("_", 1)[0] / f"{n}.txt", rng.normal(size=(lines_per_shape, 6)), delimiter=",", fmt="%.6f")
-    return root
 
 
 def test_resampled_layout_and_errors(tmp_path):
@@ -137,8 +106,6 @@ def test_resampled_layout_and_errors(tmp_path):
 
 
 def test_off_meshes_are_sampled_through_pyg(tmp_path):
-    from test_io import write_off
-
     for cls in ("box", "crate"):
         for split in ("train", "test"):
             (tmp_path / "ModelNet40" / cls / split).mkdir(parents=True)
@@ -164,31 +131,6 @@ def test_unknown_layout_is_explained(tmp_path):
 
 
 # ----------------------------------------------------------------------------- ShapeNetPart
-def write_shapenetpart(root: Path, per_split=(6, 2, 4), num_points=300, seed=0) -> Path:
-    """A ShapeNetPart folder in the standard layout, filled with generated shapes: the shape classes
-    with at least two parts become categories, their global part ids are kept."""
-    cats = [(c, f"{i:08d}") for i, c in enumerate(SHAPE_CLASSES) if len(CLASS_PARTS[i]) >= 2]
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "synsetoffset2category.txt").write_text("".join(f"{c.capitalize()}\t{s}\n" for c, s in cats))
-    (root / "train_test_split").mkdir(exist_ok=True)
-    for k, split in enumerate(("train", "val", "test")):
-        pts, labels, parts = generate_shapes(per_split[k], num_points, seed=seed + k)
-        listed = []
-        for j in range(len(pts)):
-            cls = SHAPE_CLASSES[int(labels[j])]
-            synset = dict(cats).get(cls)
-            if synset is None:
-                continue
-            token = f"{split}{j:04d}"
-            (root / synset).mkdir(exist_ok=True)
-            normals = pts[j] / pts[j].norm(dim=-1, keepdim=True).clamp_min(1e-6)
-            rows = torch.cat([pts[j], normals, parts[j, :, None].float()], 1).numpy()
-            np.savetxt(root / synset / f"{token}.txt", rows, fmt=["%.6f"] * 6 + ["%d"])
-            listed.append(f"shape_data/{synset}/{token}")
-        (root / "train_test_split" / f"shuffled_{split}_file_list.json").write_text(json.dumps(listed))
-    return root
-
-
 @pytest.fixture(scope="module")
 def partnet_dir(tmp_path_factory):
     return write_shapenetpart(tmp_path_factory.mktemp("shapenetpart"), per_split=(2, 1, 1), num_points=120)

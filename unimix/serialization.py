@@ -1,0 +1,211 @@
+"""Bytes on disk, safely: atomic writes, pickle refusal, safetensors and JSON.
+
+The bottom of the package: it knows tensors, files and JSON, nothing about models or training.
+
+- :func:`atomic_write_bytes`: a temporary file in the same folder, ``fsync``, ``os.replace``, then
+  an ``fsync`` of the folder. A process killed mid-write leaves the previous file intact.
+- :func:`check_not_pickle`: refuses ``torch.save`` / pickle files before a byte of them is
+  interpreted; unimix never unpickles (unpickling can run arbitrary code).
+- :func:`read_safetensors`: tensors and string metadata of a safetensors file.
+- :func:`encode` / :func:`decode`: nested Python state (optimiser, scheduler, RNG states) as JSON
+  with the tensors stored beside it, so training states fit in one safetensors file.
+- :func:`model_state` / :func:`load_weights`: a state dict ready to save, and loading one with an
+  error that lists every missing, unexpected or differently shaped key.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
+
+
+# ----------------------------------------------------------------------------- atomic files
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Make renames inside ``folder`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ----------------------------------------------------------------------------- refusing pickles
+def check_not_pickle(path: str | os.PathLike) -> None:
+    """Raise ``ValueError`` unless ``path`` starts like a safetensors file; never interpret it otherwise."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= os.path.getsize(path) - 8:
+        return  # a well-formed safetensors header; its JSON is parsed by safetensors, never unpickled
+    if head[:4] == b"PK\x03\x04":
+        why = "a zip archive (torch.save format), which holds a pickle"
+    elif head[:1] == b"\x80" or head[:1] in (b"(", b"c", b"]", b"}"):
+        why = "a pickle"
+    else:
+        why = "not a safetensors file"
+    raise ValueError(
+        f"Refusing to load '{path}': it is {why}. unimix never unpickles files, because unpickling "
+        "can run arbitrary code. If you trust the file, convert it once in a trusted environment: "
+        "`sd = torch.load(path, weights_only=True); safetensors.torch.save_file(sd, 'model.safetensors')`."
+    )
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors, metadata)`` of a safetensors file; pickles are refused first."""
+    from safetensors import safe_open
+    from safetensors.torch import load as st_load
+
+    path = Path(path)
+    check_not_pickle(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return st_load(path.read_bytes()), meta
+
+
+def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> bytes:
+    from safetensors.torch import save as st_save
+
+    return st_save(dict(tensors), metadata=dict(metadata or {}))
+
+
+# ----------------------------------------------------------------------------- JSON <-> tensors
+def encode(obj: Any, tensors: dict[str, torch.Tensor], key: str) -> Any:
+    """Replace tensors by references into ``tensors``; keep everything else JSON-able."""
+    if isinstance(obj, torch.Tensor):
+        tensors[key] = obj.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, tuple):
+        return {"__tuple__": [encode(v, tensors, f"{key}.{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [encode(v, tensors, f"{key}.{i}") for i, v in enumerate(obj)]
+    if isinstance(obj, Mapping):
+        if all(isinstance(k, str) for k in obj):
+            return {k: encode(v, tensors, f"{key}.{k}") for k, v in obj.items()}
+        return {"__items__": [[encode(k, tensors, f"{key}.k{i}"), encode(v, tensors, f"{key}.{i}")] for i, (k, v) in enumerate(obj.items())]}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"Cannot store a {type(obj).__name__} at '{key}' in a checkpoint; only tensors, numbers, strings, "
+                    "lists, tuples and dicts are stored.")
+
+
+def decode(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`encode`."""
+    if isinstance(obj, list):
+        return [decode(v, tensors) for v in obj]
+    if isinstance(obj, dict):
+        if "__tensor__" in obj and len(obj) == 1:
+            return tensors[obj["__tensor__"]]
+        if "__tuple__" in obj and len(obj) == 1:
+            return tuple(decode(v, tensors) for v in obj["__tuple__"])
+        if "__items__" in obj and len(obj) == 1:
+            return {decode(k, tensors): decode(v, tensors) for k, v in obj["__items__"]}
+        if "__ndarray__" in obj:
+            return np.array(obj["__ndarray__"], dtype=obj["dtype"])
+        return {k: decode(v, tensors) for k, v in obj.items()}
+    return obj
+
+
+# ----------------------------------------------------------------------------- weights
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside ``DistributedDataParallel`` / ``DataParallel`` / ``torch.compile``."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _lazy(v: Any) -> bool:
+    return isinstance(v, (nn.parameter.UninitializedParameter, nn.parameter.UninitializedBuffer))
+
+
+def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A model's state dict, detached, on CPU, contiguous and with no storage shared between entries."""
+    out, seen = {}, set()
+    for k, v in unwrap(model).state_dict().items():
+        if _lazy(v):
+            raise ValueError(f"Parameter '{k}' is not initialised yet (lazy layer). Run one forward pass on real data before saving.")
+        v = v.detach().cpu().contiguous()
+        if v.untyped_storage().data_ptr() in seen:
+            v = v.clone()
+        seen.add(v.untyped_storage().data_ptr())
+        out[k] = v
+    return out
+
+
+def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], strict: bool = True, source: str = "checkpoint") -> dict[str, list[str]]:
+    """Load ``state`` into ``model``, explaining any mismatch.
+
+    With ``strict=True`` any missing, unexpected or differently shaped key raises a ``ValueError``
+    listing them. With ``strict=False`` the matching keys are loaded, the others keep their current
+    values, and a warning lists them. Returns ``{"missing": [...], "unexpected": [...], "mismatched": [...]}``.
+    """
+    model = unwrap(model)
+    own = model.state_dict()
+    lazy = {k for k, v in own.items() if _lazy(v)}
+    missing = sorted(k for k in own if k not in state)
+    unexpected = sorted(k for k in state if k not in own)
+    mismatched = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own if k in state and k not in lazy and tuple(own[k].shape) != tuple(state[k].shape)
+    )
+    report = {"missing": missing, "unexpected": unexpected, "mismatched": mismatched}
+    if missing or unexpected or mismatched:
+        def show(name, keys):
+            return f"\n  {name} ({len(keys)}): " + ", ".join(keys[:12]) + (" ..." if len(keys) > 12 else "") if keys else ""
+        body = show("shape mismatch", mismatched) + show("missing in the checkpoint", missing) + show("not in the model", unexpected)
+        if strict:
+            raise ValueError(
+                f"The {source} does not fit this model (different architecture or number of classes?):{body}\n"
+                "To load only the matching part, pass strict=False (the listed parameters keep their fresh "
+                "initialisation); to replace the classifier, use from_pretrained(..., num_classes=N) or "
+                "model.reset_classifier(N) after loading."
+            )
+        warnings.warn(f"Loaded the matching part of the {source}; skipped:{body}", stacklevel=2)
+    bad = {m.split(":")[0] for m in mismatched}
+    model.load_state_dict({k: v for k, v in state.items() if k in own and k not in bad}, strict=False)
+    return report

@@ -1,0 +1,105 @@
+"""Optimiser and learning-rate schedule from timm (``create_optimizer_v2``, ``create_scheduler_v2``).
+
+timm already does what a fine-tuning library needs: no weight decay on biases, norms and the
+parameters a model lists in ``no_weight_decay()`` (position, hop and class embeddings), layer-wise
+learning-rate decay through ``group_matcher``, and warmup + cosine / step / plateau schedules whose
+per-group ``lr_scale`` keeps the layer decay. unimix only adds a schedule that follows a wall-clock
+budget (:class:`BudgetSchedule`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .._names import resolve_name
+
+OPTIMIZERS = ("adamw", "adam", "sgd", "lamb", "lion", "rmsprop")
+SCHEDULES = ("cosine", "step", "multistep", "plateau", "poly", "none")
+
+
+def build_optimizer(model: nn.Module, name: str = "adamw", lr: float = 1e-3, weight_decay: float = 0.05,
+                    layer_decay: float | None = None, momentum: float = 0.9) -> torch.optim.Optimizer:
+    """timm's ``create_optimizer_v2`` over the trainable parameters (weight decay skips 1-D parameters
+    and ``model.no_weight_decay()``; ``layer_decay`` scales learning rates per ``group_matcher`` group)."""
+    from timm.optim import create_optimizer_v2
+
+    name = resolve_name("optimizer", name, OPTIMIZERS)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("No parameter is trainable: check the strategy (linear_probe on a model without a classifier?).")
+    if layer_decay is not None and not 0 < layer_decay <= 1:
+        raise ValueError(f"layer_decay must be in (0, 1]; got {layer_decay}. 0.65-0.85 is usual.")
+    kw = {"momentum": momentum, "nesterov": True} if name == "sgd" else {}
+    opt = create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay, layer_decay=layer_decay, **kw)
+    for g in opt.param_groups:  # the scheduler re-applies lr_scale every update; this covers "no schedule"
+        g["lr"] = lr * g.get("lr_scale", 1.0)
+        g.setdefault("initial_lr", g["lr"])
+    return opt
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, sched: str, epochs: int, updates_per_epoch: int, warmup_epochs: float,
+                    min_lr: float, patience_epochs: int = 10, decay_rate: float = 0.1, decay_epochs: float = 30,
+                    plateau_mode: str = "max"):
+    """A timm scheduler stepped per optimiser update (``plateau``: per epoch on the monitored value);
+    ``None`` for ``sched="none"`` (constant learning rate).
+
+    ``cosine`` is timm's ``CosineLRScheduler``: ``warmup_epochs`` of linear warmup, then a cosine to
+    ``min_lr`` that ends with the last update. The others come from ``timm.scheduler.create_scheduler_v2``.
+    """
+    from timm.scheduler import CosineLRScheduler, create_scheduler_v2
+
+    sched = resolve_name("schedule", sched, SCHEDULES)
+    if sched == "none":
+        return None
+    lr = max(g["lr"] for g in optimizer.param_groups)
+    if sched == "cosine":
+        total = max(1, epochs * updates_per_epoch)
+        warmup = min(round(warmup_epochs * updates_per_epoch), total - 1)
+        return CosineLRScheduler(optimizer, t_initial=total - warmup, lr_min=min_lr, warmup_t=warmup, warmup_lr_init=lr * 1e-3,
+                                 warmup_prefix=True, t_in_epochs=False)
+    per_epoch = sched == "plateau"
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched=sched, num_epochs=epochs, decay_epochs=decay_epochs, patience_epochs=patience_epochs,
+        decay_rate=decay_rate, min_lr=min_lr, warmup_lr=lr * 1e-3, warmup_epochs=int(warmup_epochs), plateau_mode=plateau_mode,
+        step_on_epochs=per_epoch, updates_per_epoch=updates_per_epoch,
+    )
+    return scheduler
+
+
+class BudgetSchedule:
+    """Drives a timm scheduler by the share of a wall-clock budget used (or of the epochs, whichever
+    is further), so a run cut at ``budget_s`` still ends its cosine; warmup takes the same share of
+    the budget as ``warmup_epochs`` of ``epochs``.
+    """
+
+    RESOLUTION = 10_000
+
+    def __init__(self, optimizer: torch.optim.Optimizer, budget_s: float, epochs: int, updates_per_epoch: int,
+                 warmup_epochs: float, min_lr: float, clock: Callable[[], float], sched: str = "cosine"):
+        if not budget_s > 0:
+            raise ValueError(f"time budget must be positive seconds; got {budget_s!r}.")
+        self.budget_s, self.total, self.clock = float(budget_s), max(1, epochs * updates_per_epoch), clock
+        share = warmup_epochs / max(epochs, 1)
+        self.inner = build_scheduler(optimizer, sched, 1, self.RESOLUTION, share, min_lr)
+        self.updates = 0
+
+    def progress(self) -> float:
+        """Share of the run done: updates of all planned, or training seconds of the budget, whichever is further."""
+        return min(1.0, max(self.updates / self.total, self.clock() / self.budget_s))
+
+    def step_update(self, num_updates: int) -> None:
+        self.updates = num_updates
+        if self.inner is not None:
+            self.inner.step_update(int(self.progress() * self.RESOLUTION))
+
+    def step(self, epoch: int, metric: float | None = None) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates, "inner": None if self.inner is None else self.inner.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = state["updates"]
+        if self.inner is not None and state.get("inner") is not None:
+            self.inner.load_state_dict(state["inner"])
