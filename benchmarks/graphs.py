@@ -8,14 +8,14 @@ hidden, 1 output head, dropout 0.6 on inputs and attention, ELU, Adam lr 0.005, 
 (on PubMed, as in the GAT paper: 8 averaged output heads, lr 0.01, weight decay 1e-3).
 unimix runs with ``examples/cora.py``'s defaults. ``--ablation`` adds one row per other trunk block
 and one without any block (``depth 0``: tokenizer, final norm and head), everything else unchanged,
-to show what the trunk contributes. Every model gets the same protocol: row-normalised
-features, one full-batch training step and one full-graph evaluation per epoch, the test accuracy
-at the epoch with the best validation accuracy (ties: lower validation loss), early stop after
-``--patience`` epochs without improvement.
+to show what the trunk contributes. Every model is trained by the example's ``unimix.Trainer``
+protocol: row-normalised features, one full-batch training step per epoch, validation and test
+scored after every epoch, the test accuracy at the epoch with the best validation accuracy (ties:
+lower validation loss), early stop after ``--patience`` epochs without improvement.
 
 Each model runs in its own process, so ``peak MB`` is that process's peak resident memory
 (``ru_maxrss``: Python, torch and the dataset included) and ``train MB`` the growth over the memory
-measured just before training. ``ms/epoch`` is a training step plus the full evaluation.
+measured just before training. ``ms/epoch`` is a training step plus both evaluations.
 """
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ import multiprocessing as mp
 import resource
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +69,7 @@ def _rss_mb() -> float:
 
 
 def _baseline(name: str, num_features: int, num_classes: int, dataset: str = "Cora"):
+    """PyG GCN / GAT as published, and their optimiser settings; outputs the rows of ``data.node_index``."""
     import torch.nn.functional as F
     from torch import nn
     from torch_geometric.nn import GATConv, GCNConv
@@ -82,7 +82,7 @@ def _baseline(name: str, num_features: int, num_classes: int, dataset: str = "Co
         def forward(self, data):
             x = F.dropout(data.x, 0.5, self.training)
             x = F.dropout(F.relu(self.conv1(x, data.edge_index)), 0.5, self.training)
-            return self.conv2(x, data.edge_index)
+            return self.conv2(x, data.edge_index)[data.node_index]
 
     pubmed = dataset.lower() == "pubmed"  # the GAT paper's PubMed set-up: 8 output heads, lr 0.01, wd 1e-3
 
@@ -95,40 +95,11 @@ def _baseline(name: str, num_features: int, num_classes: int, dataset: str = "Co
         def forward(self, data):
             x = F.dropout(data.x, 0.6, self.training)
             x = F.dropout(F.elu(self.conv1(x, data.edge_index)), 0.6, self.training)
-            return self.conv2(x, data.edge_index)
+            return self.conv2(x, data.edge_index)[data.node_index]
 
     if name == "gcn":
         return GCN(), dict(lr=0.01, weight_decay=5e-4)
     return GAT(), dict(lr=0.01, weight_decay=1e-3) if pubmed else dict(lr=0.005, weight_decay=5e-4)
-
-
-def _train_baseline(name: str, data, num_classes: int, seed: int, epochs: int, patience: int, dataset: str) -> dict:
-    import torch
-    import torch.nn.functional as F
-
-    torch.manual_seed(seed)
-    model, opt_kw = _baseline(name, data.num_features, num_classes, dataset)
-    opt = torch.optim.Adam(model.parameters(), **opt_kw)
-    best = {"val_acc": -1.0, "val_loss": float("inf"), "test_acc": 0.0, "epoch": 0}
-    start, epoch = time.perf_counter(), 0
-    for epoch in range(epochs):
-        model.train()
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(data)[data.train_mask], data.y[data.train_mask]).backward()
-        opt.step()
-        model.eval()
-        with torch.no_grad():
-            out = model(data)
-        pred = out.argmax(-1)
-        val_loss = F.cross_entropy(out[data.val_mask], data.y[data.val_mask]).item()
-        val_acc = (pred[data.val_mask] == data.y[data.val_mask]).float().mean().item()
-        test_acc = (pred[data.test_mask] == data.y[data.test_mask]).float().mean().item()
-        if val_acc > best["val_acc"] or (val_acc == best["val_acc"] and val_loss < best["val_loss"]):
-            best = {"val_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc, "epoch": epoch}
-        if epoch - best["epoch"] >= patience:
-            break
-    ms = (time.perf_counter() - start) / (epoch + 1) * 1000
-    return {**best, "ms_per_epoch": ms, "params": sum(p.numel() for p in model.parameters())}
 
 
 def run_method(method: str, args: argparse.Namespace) -> dict:
@@ -137,7 +108,7 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
     import torch_geometric.transforms as T
 
     sys.path.insert(0, str(ROOT / "examples"))
-    import cora  # the example's model and training loop, unchanged
+    import cora  # the example's model and its unimix.Trainer protocol, unchanged
 
     from unimix.data import load_planetoid
 
@@ -148,12 +119,13 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
     base = _rss_mb()
     runs = []
     for seed in range(args.seeds):
+        ex_args = cora.parse_args(unimix_argv(method, args))
         if method.startswith("unimix"):
-            ex_args = cora.parse_args(unimix_argv(method, args))
             r = cora.train_one(data, num_classes, seed, ex_args)
-            r["params"] = sum(p.numel() for p in cora.build_model(data.num_features, num_classes, ex_args).parameters())
-        else:
-            r = _train_baseline(method, data, num_classes, seed, args.epochs, args.patience, args.dataset)
+        else:  # the same Trainer protocol with the reference's own lr and weight decay (timm's Adam: none on biases)
+            _, opt_kw = _baseline(method, data.num_features, num_classes, args.dataset)
+            r = cora.train_one(data, num_classes, seed, ex_args, build=lambda f, c, a: _baseline(method, f, c, args.dataset)[0],
+                               **opt_kw)
         runs.append(r)
         print(f"  {method} seed {seed}: test {100 * r['test_acc']:.1f} (epoch {r['epoch']}), {r['ms_per_epoch']:.1f} ms/epoch", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

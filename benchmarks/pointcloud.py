@@ -33,10 +33,10 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import unimix
-from unimix.tokenizers.grouping import FPSCache, farthest_point_sample, gather_points, knn, resolve_fps_backend, start_indices
+from unimix.data import TensorRows
+from unimix.ops.grouping import FPSCache, farthest_point_sample, gather_points, knn, resolve_fps_backend, start_indices
 
 
 # ----------------------------------------------------------------------------- PointNet++ port reference
@@ -94,7 +94,7 @@ def open3d_fps(xyz: torch.Tensor, g: int, start: torch.Tensor) -> torch.Tensor:
 
 _COMPILE_SNIPPET = """
 import time, torch
-from unimix.tokenizers.grouping import farthest_point_sample, gather_points, knn
+from unimix.ops.grouping import farthest_point_sample, gather_points, knn
 x = torch.rand(2, 64, 3)
 t = time.perf_counter()
 knn(gather_points(x, farthest_point_sample(x, 8, backend="numba")), x, 4, backend="numba")
@@ -150,24 +150,20 @@ def model_throughput(fps_backend: str, knn_backend: str, args) -> dict:
     torch.manual_seed(0)
     model = unimix.create_model("unimix_t", num_classes=40, tokenizer_kwargs=dict(
         num_groups=64, group_size=32, fps_backend=fps_backend, knn_backend=knn_backend))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(args.model_batch, args.points, 3)
     y = torch.randint(0, 40, (args.model_batch,))
-
-    def train_step():
-        model.train()
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    # training through unimix.Trainer: one warm-up epoch, then the timed one (its train_samples_per_s)
+    steps = TensorRows(x.repeat(args.model_repeats, 1, 1), y.repeat(args.model_repeats))
+    trainer = unimix.Trainer(model, epochs=2, lr=1e-4, batch_size=args.model_batch, progress=False, verbose=False)
+    trainer.fit(steps)
 
     @torch.no_grad()
     def infer():
         model.eval()
         model(x)
 
-    t = timed({"train": train_step, "infer": infer}, args.model_repeats)
-    return {"train_samples_per_s": args.model_batch / t["train"], "infer_samples_per_s": args.model_batch / t["infer"]}
+    t = timed({"infer": infer}, args.model_repeats)
+    return {"train_samples_per_s": trainer.history[-1]["train_samples_per_s"], "infer_samples_per_s": args.model_batch / t["infer"]}
 
 
 def main() -> None:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 
 import torch
 import torch.nn.functional as F
 
 import unimix
+from unimix.data import TensorRows
 from unimix.data.pointcloud_transforms import jitter, random_scale, rotate_z
 from unimix.data.shapenetpart import PartMIoU, restrict_to_category
 from unimix.data.shapes import CLASS_PARTS, NUM_PARTS, SHAPE_CLASSES, generate_shapes
@@ -40,37 +40,16 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return jitter(random_scale(rotate_z(x, generator=g), generator=g), sigma=0.005, generator=g)
 
 
-def train(model, x, y, budget_s: float, args, loss_fn, desc: str) -> dict:
-    from tqdm import tqdm
-
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05, foreach=True)
+def train(model, data, budget_s: float, args, desc: str, **kw) -> "unimix.Trainer":
+    """``unimix.Trainer`` for a wall-clock budget: AdamW, warmup over the first 3 % of the budget, then a
+    cosine over the rest (``time_budget_s``: the schedule follows the clock, so any machine ends it)."""
     g = torch.Generator().manual_seed(args.seed)
-    start, steps, seen = time.perf_counter(), 0, 0
-    bar = tqdm(total=int(budget_s), desc=desc, unit="s", disable=args.json)
-    model.train()
-    while True:
-        frac = (time.perf_counter() - start) / budget_s
-        if frac >= 1:
-            break
-        for group in opt.param_groups:  # linear warm-up over 3 %, then cosine over the time budget
-            group["lr"] = args.lr * min(1.0, frac / 0.03) * 0.5 * (1 + math.cos(math.pi * frac))
-        idx = torch.randint(0, len(x), (args.batch_size,), generator=g)
-        loss = loss_fn(model(augment(x[idx], g)), idx)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        steps, seen = steps + 1, seen + len(idx)
-        bar.n = min(int(budget_s), int(time.perf_counter() - start))
-        bar.set_postfix(loss=f"{loss.item():.3f}", steps=steps)
-    bar.close()
-    elapsed = time.perf_counter() - start
-    return {"steps": steps, "train_s": elapsed, "train_samples_per_s": seen / elapsed}
-
-
-@torch.no_grad()
-def predict(model, x, batch_size: int) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    nominal = 1000  # an upper bound on epochs; the budget stops training first
+    trainer = unimix.Trainer(model, epochs=nominal, warmup_epochs=0.03 * nominal, lr=args.lr, weight_decay=0.05,
+                             batch_size=args.batch_size, time_budget_s=budget_s, seed=args.seed, verbose=False,
+                             progress=not args.json, batch_transform=lambda x, y: (augment(x, g), y), **kw)
+    trainer.fit(data)
+    return trainer
 
 
 def main() -> None:
@@ -111,29 +90,31 @@ def main() -> None:
     if "cls" in tasks:  # generated points are in random order: a prefix is a random subset
         x_tr, x_te = full[0][:, : args.num_points], full[2][:, : args.num_points]
         model = build("classification", len(SHAPE_CLASSES), args)
-        stats = train(model, x_tr, y_tr, budget, args,
-                      lambda out, idx: F.cross_entropy(out, y_tr[idx], label_smoothing=0.1), "classification")
+        trainer = train(model, TensorRows(x_tr, y_tr), budget, args, "classification", label_smoothing=0.1)
+        stats = trainer.summary()
         t0 = time.perf_counter()
-        pred = predict(model, x_te, 64).argmax(-1)
+        pred = trainer.predict(TensorRows(x_te, y_te)).argmax(-1)
         infer = len(x_te) / (time.perf_counter() - t0)
         acc = (pred == y_te).float().mean().item()
         per_class = [(pred[y_te == c] == c).float().mean().item() for c in range(len(SHAPE_CLASSES))]
-        result.update(cls_acc=acc, cls_class_acc=sum(per_class) / len(per_class), cls_steps=stats["steps"],
+        result.update(cls_acc=acc, cls_class_acc=sum(per_class) / len(per_class), cls_steps=trainer.num_updates,
                       cls_train_samples_per_s=stats["train_samples_per_s"], cls_infer_samples_per_s=infer)
         if not args.json:
-            print(f"classification: acc {acc:.4f} after {stats['steps']} steps ({stats['train_s']:.0f} s)")
+            print(f"classification: acc {acc:.4f} after {trainer.num_updates} steps ({stats['train_time_s']:.0f} s)")
 
     if "seg" in tasks:
         x_tr, p_tr, x_te, p_te = (t[:, : args.seg_num_points] for t in full)
         model = build("segmentation", NUM_PARTS, args)
 
-        def seg_loss(out, idx):
-            out = restrict_to_category(out, y_tr[idx], CLASS_PARTS)
-            return F.cross_entropy(out.reshape(-1, NUM_PARTS), p_tr[idx].reshape(-1))
+        def seg_loss(out, parts, batch):  # restricted to the parts of each shape's class
+            out = restrict_to_category(out, batch["label"], CLASS_PARTS)
+            return F.cross_entropy(out.reshape(-1, NUM_PARTS), parts.reshape(-1))
 
-        stats = train(model, x_tr, p_tr, budget, args, seg_loss, "segmentation")
+        trainer = train(model, TensorRows(points=x_tr, part_labels=p_tr, label=y_tr), budget, args, "segmentation",
+                        loss_fn=seg_loss)
+        stats = trainer.summary()
         t0 = time.perf_counter()
-        logits = predict(model, x_te, 64)
+        logits = trainer.predict(TensorRows(points=x_te, part_labels=p_te)).view(len(x_te), -1, NUM_PARTS)
         infer = len(x_te) / (time.perf_counter() - t0)
         pred = restrict_to_category(logits, y_te, CLASS_PARTS).argmax(-1)
         metric = PartMIoU(CLASS_PARTS, SHAPE_CLASSES)
@@ -142,12 +123,12 @@ def main() -> None:
         multi = [v for c, v in m["per_class"].items() if len(CLASS_PARTS[SHAPE_CLASSES.index(c)]) > 1]
         result.update(seg_miou=m["instance_miou"], seg_class_miou=m["class_miou"],
                       seg_class_miou_multipart=sum(multi) / len(multi),
-                      seg_point_acc=(pred == p_te).float().mean().item(), seg_steps=stats["steps"],
+                      seg_point_acc=(pred == p_te).float().mean().item(), seg_steps=trainer.num_updates,
                       seg_train_samples_per_s=stats["train_samples_per_s"], seg_infer_samples_per_s=infer,
                       seg_per_class={k: round(v, 4) for k, v in m["per_class"].items()})
         if not args.json:
             print(f"segmentation: instance mIoU {m['instance_miou']:.4f}, class mIoU {m['class_miou']:.4f} "
-                  f"after {stats['steps']} steps ({stats['train_s']:.0f} s)")
+                  f"after {trainer.num_updates} steps ({stats['train_time_s']:.0f} s)")
 
     if not args.json:
         print(f"{'metric':<28}{'value':>12}")

@@ -10,31 +10,28 @@ Point ``--data-dir`` at the folder you already have; the layout is detected:
 Defaults follow the published protocol (DGCNN / PCT / PointMLP / Point-MAE): 1024 points, training
 augmentation = per-axis scale U[2/3, 3/2] + shift U[-0.2, 0.2] (``--augment pointnet2`` for PointNet++'s
 isotropic scale + shift), cross-entropy with label smoothing 0.2, AdamW (lr 5e-4, weight decay 0.05),
-batch 32, 300 epochs, cosine schedule after 10 warm-up epochs, test accuracy every epoch and the best
-kept (as those papers report); ``--vote N`` averages N augmented passes at test time.
+batch 32, 300 epochs, cosine schedule after 10 warm-up epochs. Training is ``unimix.Trainer``; the test
+set is scored after every epoch and the best epoch is kept, as those papers report it
+(``test_acc_best``), next to the accuracy after the last epoch (``test_acc``); ``--vote N`` averages N
+augmented passes of the best model at test time.
 
-Writes into ``--output-dir``: ``best/`` (``model.safetensors`` + ``config.json``, written atomically,
-reload with ``unimix.checkpoint.from_pretrained``), ``confusion_matrix.png`` and ``metrics.json``.
-``--json`` makes the last printed line one JSON object with ``test_acc``, ``test_class_acc`` (mean
-per-class accuracy), ``samples_per_s`` (training) and more.
+Writes into ``--output-dir``: ``best/`` (``model.safetensors`` + ``config.json`` with the class names
+and the preprocessing, reload with ``unimix.from_pretrained``; ``unimix predict`` applies the same
+normalisation), ``history.csv`` / ``history.png``, ``confusion_matrix.png`` and ``metrics.json``.
+``--json`` makes the last printed line one JSON object.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 import unimix
-from unimix.checkpoint import atomic_write_text, save_pretrained
 from unimix.data.modelnet import detect_format, load_modelnet40
-from unimix.data.pointcloud_transforms import AUGMENTATIONS, scale_and_translate
-from unimix.finetune import WarmupCosine, train_epoch
+from unimix.data.pointcloud_transforms import AUGMENTATIONS
+from unimix.serialization import atomic_write_text
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -70,27 +67,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-
-@torch.no_grad()
-def evaluate(model, loader, device, num_classes: int, votes: int = 0, seed: int = 0) -> dict:
-    model.eval()
-    g = torch.Generator().manual_seed(seed)
-    preds, labels, seen, t0 = [], [], 0, time.perf_counter()
-    for batch in loader:
-        x, y = batch["points"], batch["label"]
-        logits = model(x.to(device)).float().softmax(-1)
-        for _ in range(votes):
-            logits = logits + model(scale_and_translate(x, generator=g).to(device)).float().softmax(-1)
-        preds.append(logits.argmax(-1).cpu())
-        labels.append(y)
-        seen += len(y)
-    pred, label = torch.cat(preds), torch.cat(labels)
+def confusion(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
     conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
     conf.index_put_((label, pred), torch.ones_like(label), accumulate=True)
-    present = conf.sum(1) > 0  # classes that occur in this test set
-    per_class = conf.diag()[present].float() / conf.sum(1)[present].float()
-    return {"acc": (pred == label).float().mean().item(), "class_acc": per_class.mean().item(), "confusion": conf,
-            "samples_per_s": seen / (time.perf_counter() - t0)}
+    return conf
+
+
+def class_accuracy(conf: torch.Tensor) -> float:
+    """Mean per-class accuracy over the classes present in the test set."""
+    present = conf.sum(1) > 0
+    return (conf.diag()[present].float() / conf.sum(1)[present].float()).mean().item()
 
 
 def plot_confusion(conf: torch.Tensor, classes: list[str], path: Path, title: str) -> None:
@@ -122,64 +108,52 @@ def main(argv=None) -> dict:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    device = torch.device(args.device)
     fmt = args.format or detect_format(args.data_dir)
     train_set = load_modelnet40(args.data_dir, "train", args.num_points, args.normals, format=fmt)
     test_set = load_modelnet40(args.data_dir, "test", args.num_points, args.normals, format=fmt)
     classes = train_set.classes
-    augment = AUGMENTATIONS[args.augment]
-    g = torch.Generator().manual_seed(args.seed)
-    train_loader = DataLoader(train_set, args.batch_size, shuffle=True, drop_last=len(train_set) > args.batch_size,
-                              num_workers=args.workers, generator=g)
-    test_loader = DataLoader(test_set, args.batch_size, num_workers=args.workers)
-
     overrides = {k: v for k, v in (("dim", args.dim), ("depth", args.depth)) if v is not None}
     model = unimix.create_model(
         args.model, tokenizer="pointcloud", num_classes=len(classes), block=args.block, drop_path_rate=args.drop_path,
         tokenizer_kwargs=dict(num_groups=args.num_groups, group_size=args.group_size, in_chans=6 if args.normals else 3),
         **overrides,
-    ).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    steps = max(1, len(train_loader))
-    schedule = WarmupCosine(args.warmup_epochs * steps, args.epochs * steps, min_ratio=0.01)
-    out_dir = Path(args.output_dir)
-    best = {"acc": -1.0}
-    history, train_samples, train_time = [], 0, 0.0
+    )
     if not args.json:
         print(f"ModelNet40 ({fmt}) from {args.data_dir}: {len(train_set)} train / {len(test_set)} test shapes, "
               f"{len(classes)} classes; {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
-    def loss_fn(batch):
-        x = augment(batch["points"], g).to(device)
-        y = batch["label"].to(device)
-        return F.cross_entropy(model(x), y, label_smoothing=args.label_smoothing), len(y)
-
-    for epoch in range(args.epochs):
-        stats = train_epoch(model, train_loader, opt, loss_fn, lambda step: args.lr * schedule(epoch * len(train_loader) + step),
-                            desc=f"epoch {epoch + 1}/{args.epochs}", disable=args.json)
-        loss_sum, n = stats["loss"] * stats["samples"], stats["samples"]
-        train_time += stats["seconds"]
-        train_samples += n
-        res = evaluate(model, test_loader, device, len(classes))
-        history.append({"epoch": epoch + 1, "loss": loss_sum / max(1, n), "test_acc": res["acc"], "test_class_acc": res["class_acc"]})
-        if not args.json:
-            print(f"epoch {epoch + 1}: loss {loss_sum / max(1, n):.4f}  test acc {res['acc']:.4f}  class acc {res['class_acc']:.4f}")
-        if res["acc"] > best["acc"]:
-            best = {**res, "epoch": epoch + 1}
-            save_pretrained(model, out_dir / "best", extra={"class_names": classes, "test_acc": res["acc"], "epoch": epoch + 1})
-
+    augment = AUGMENTATIONS[args.augment]
+    g = torch.Generator().manual_seed(args.seed)
+    out_dir = Path(args.output_dir)
+    trainer = unimix.Trainer(
+        model, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+        min_lr=args.lr * 0.01, batch_size=args.batch_size, drop_last=True, num_workers=args.workers,
+        label_smoothing=args.label_smoothing, batch_transform=lambda x, y: (augment(x.cpu(), g).to(x.device), y),
+        monitor="test_acc", device=args.device, seed=args.seed, output_dir=out_dir, verbose=not args.json,
+        save_extra={"class_names": classes})
+    trainer.fit(train_set, test_data=test_set)
+    s = trainer.summary()
+    best_model = unimix.from_pretrained(out_dir / "best").to(trainer.device)
+    labels = torch.stack([test_set[i]["label"] for i in range(len(test_set))])
+    pred = unimix.Trainer(best_model, progress=False, verbose=False, device=args.device,
+                          batch_size=args.batch_size).predict(test_set).argmax(-1)
+    conf = confusion(pred, labels, len(classes))
     result = {"dataset": "modelnet40", "format": fmt, "train_shapes": len(train_set), "test_shapes": len(test_set),
-              "epochs": args.epochs, "best_epoch": best["epoch"], "test_acc": best["acc"], "test_class_acc": best["class_acc"],
-              "samples_per_s": train_samples / max(train_time, 1e-9), "infer_samples_per_s": best["samples_per_s"]}
+              "epochs": args.epochs, "best_epoch": s["best_epoch"], "test_acc": 100 * s["final"]["test_acc"],
+              "test_acc_best": 100 * s["best"]["test_acc"], "test_class_acc": 100 * class_accuracy(conf),
+              "samples_per_s": s["train_samples_per_s"]}
     if args.vote > 0:
-        model = unimix.checkpoint.from_pretrained(out_dir / "best").to(device)
-        voted = evaluate(model, test_loader, device, len(classes), votes=args.vote, seed=args.seed)
-        result.update(test_acc_vote=voted["acc"], test_class_acc_vote=voted["class_acc"], votes=args.vote)
-    plot_confusion(best["confusion"], classes, out_dir / "confusion_matrix.png",
-                   f"ModelNet40 test, epoch {best['epoch']}: acc {best['acc']:.3f}")
+        vote = torch.Generator().manual_seed(args.seed)
+        voter = unimix.Trainer(best_model, progress=False, verbose=False, device=args.device, batch_size=args.batch_size)
+        probs = voter.predict(test_set).softmax(-1)
+        for _ in range(args.vote):
+            shifted = [{**test_set[i], "points": augment(test_set[i]["points"], vote)} for i in range(len(test_set))]
+            probs += voter.predict(shifted).softmax(-1)
+        result.update(test_acc_vote=100 * (probs.argmax(-1) == labels).float().mean().item(), votes=args.vote)
+    plot_confusion(conf, classes, out_dir / "confusion_matrix.png",
+                   f"ModelNet40 test, best epoch {s['best_epoch']}: acc {result['test_acc_best']:.1f} %")
     result["checkpoint"] = str(out_dir / "best" / "model.safetensors")
     result["confusion_matrix_png"] = str(out_dir / "confusion_matrix.png")
-    atomic_write_text(out_dir / "metrics.json", json.dumps({**result, "history": history}, indent=2))
+    atomic_write_text(out_dir / "metrics.json", json.dumps({**result, "history": trainer.history}, indent=2))
     if not args.json:
         for k, v in result.items():
             print(f"{k:<22} {v:.4f}" if isinstance(v, float) else f"{k:<22} {v}")

@@ -7,7 +7,8 @@
 
 Defaults follow the published protocol (PointNet++ / DGCNN / Point-MAE): train on train + val,
 evaluate on test, 2048 points, per-axis scale + shift augmentation, AdamW (lr 2e-4, weight decay
-0.05), batch 16, 300 epochs, cosine schedule after 10 warm-up epochs, the best test epoch kept.
+0.05), batch 16, 300 epochs, cosine schedule after 10 warm-up epochs (``unimix.Trainer``), the best test
+epoch kept (``*_best``) next to the last one.
 Metrics are computed the standard way: logits are restricted to the parts of the shape's category,
 a part absent from both prediction and ground truth has IoU 1, *instance mIoU* averages over shapes
 and *class mIoU* over categories. The loss is also restricted to the shape's category (the published
@@ -15,24 +16,21 @@ models feed the category one-hot to the network for the same purpose).
 
 Writes into ``--output-dir``: ``best/`` (``model.safetensors`` + ``config.json``, atomically),
 ``per_category_iou.png`` and ``metrics.json``. ``--json``: last line one JSON object with
-``test_instance_miou``, ``test_class_miou``, ``samples_per_s`` and more.
+``test_instance_miou`` / ``test_class_miou`` (last epoch), their ``_best`` versions, ``samples_per_s`` and more.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 import unimix
-from unimix.checkpoint import atomic_write_text, save_pretrained
 from unimix.data.pointcloud_transforms import AUGMENTATIONS
-from unimix.data.shapenetpart import PartMIoU, ShapeNetPart, restrict_to_category
-from unimix.finetune import WarmupCosine, train_epoch
+from unimix.data.shapenetpart import PartMIoUMetric, ShapeNetPart, restrict_to_category
+from unimix.serialization import atomic_write_text
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -69,24 +67,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 
-@torch.no_grad()
-def evaluate(model, loader, device, class_parts, categories) -> dict:
-    model.eval()
-    metric = PartMIoU(class_parts, categories)
-    seen, t0, correct, total = 0, time.perf_counter(), 0, 0
-    for batch in loader:
-        cat = batch["label"]
-        logits = restrict_to_category(model(batch["points"].to(device)).float().cpu(), cat, class_parts)
-        pred = logits.argmax(-1)
-        metric.update(pred, batch["part_labels"], cat)
-        correct += (pred == batch["part_labels"]).sum().item()
-        total += pred.numel()
-        seen += len(cat)
-    res = metric.compute()
-    res.update(point_acc=correct / max(1, total), samples_per_s=seen / (time.perf_counter() - t0))
-    return res
-
-
 def plot_ious(per_class: dict, path: Path, title: str) -> None:
     import matplotlib
 
@@ -113,67 +93,58 @@ def main(argv=None) -> dict:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    device = torch.device(args.device)
     train_set = ShapeNetPart(args.data_dir, args.train_split, args.num_points, args.normals, resample_seed=None)
     test_set = ShapeNetPart(args.data_dir, args.test_split, args.num_points, args.normals, resample_seed=0)
     class_parts, categories, num_parts = train_set.class_parts, train_set.categories, train_set.num_parts
-    augment = AUGMENTATIONS[args.augment]
-    g = torch.Generator().manual_seed(args.seed)
-    train_loader = DataLoader(train_set, args.batch_size, shuffle=True, drop_last=len(train_set) > args.batch_size,
-                              num_workers=args.workers, generator=g)
-    test_loader = DataLoader(test_set, args.batch_size, num_workers=args.workers)
-
     overrides = {k: v for k, v in (("dim", args.dim), ("depth", args.depth)) if v is not None}
     model = unimix.create_model(
         args.model, tokenizer="pointcloud", task="segmentation", num_classes=num_parts, block=args.block,
         drop_path_rate=args.drop_path,
         tokenizer_kwargs=dict(num_groups=args.num_groups, group_size=args.group_size, in_chans=6 if args.normals else 3),
         **overrides,
-    ).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    steps = max(1, len(train_loader))
-    schedule = WarmupCosine(args.warmup_epochs * steps, args.epochs * steps, min_ratio=0.01)
-    out_dir = Path(args.output_dir)
-    best = {"instance_miou": -1.0}
-    history, train_samples, train_time = [], 0, 0.0
+    )
     if not args.json:
         print(f"ShapeNetPart from {args.data_dir}: {len(train_set)} train / {len(test_set)} test shapes, "
               f"{len(categories)} categories, {num_parts} parts")
-    def loss_fn(batch):
-        x = augment(batch["points"], g).to(device)
-        logits = restrict_to_category(model(x), batch["label"].to(device), class_parts)
-        loss = F.cross_entropy(logits.reshape(-1, num_parts), batch["part_labels"].to(device).reshape(-1),
-                               label_smoothing=args.label_smoothing)
-        return loss, len(x)
+    augment = AUGMENTATIONS[args.augment]
+    g = torch.Generator().manual_seed(args.seed)
 
-    for epoch in range(args.epochs):
-        stats = train_epoch(model, train_loader, opt, loss_fn, lambda step: args.lr * schedule(epoch * len(train_loader) + step),
-                            desc=f"epoch {epoch + 1}/{args.epochs}", disable=args.json)
-        loss_sum, n = stats["loss"] * stats["samples"], stats["samples"]
-        train_time += stats["seconds"]
-        train_samples += n
-        res = evaluate(model, test_loader, device, class_parts, categories)
-        history.append({"epoch": epoch + 1, "loss": loss_sum / max(1, n), "instance_miou": res["instance_miou"],
-                        "class_miou": res["class_miou"]})
-        if not args.json:
-            print(f"epoch {epoch + 1}: loss {loss_sum / max(1, n):.4f}  instance mIoU {res['instance_miou']:.4f}  "
-                  f"class mIoU {res['class_miou']:.4f}")
-        if res["instance_miou"] > best["instance_miou"]:
-            best = {**res, "epoch": epoch + 1}
-            save_pretrained(model, out_dir / "best", extra={"categories": categories, "class_parts": class_parts,
-                                                            "instance_miou": res["instance_miou"], "epoch": epoch + 1})
+    def loss_fn(logits, parts, batch):  # restricted to the parts of each shape's category
+        logits = restrict_to_category(logits, batch["label"].to(logits.device), class_parts)
+        return F.cross_entropy(logits.reshape(-1, num_parts), parts.reshape(-1), label_smoothing=args.label_smoothing)
 
+    metric = {"part": lambda: PartMIoUMetric(class_parts, categories)}
+    out_dir = Path(args.output_dir)
+    trainer = unimix.Trainer(
+        model, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+        min_lr=args.lr * 0.01, batch_size=args.batch_size, drop_last=True, num_workers=args.workers, loss_fn=loss_fn,
+        batch_transform=lambda x, y: (augment(x.cpu(), g).to(x.device), y), extra_metrics=metric,
+        monitor="test_part_instance_miou", device=args.device, seed=args.seed, output_dir=out_dir, verbose=not args.json,
+        save_extra={"categories": categories, "class_parts": {str(k): v for k, v in class_parts.items()}})
+    trainer.fit(train_set, test_data=test_set)
+    s = trainer.summary()
+    best_model = unimix.from_pretrained(out_dir / "best")
+    scorer = PartMIoUMetric(class_parts, categories)
+    for i in range(len(test_set)):
+        item = test_set[i]
+        with torch.no_grad():
+            scorer.update(best_model.eval()(item["points"].unsqueeze(0)), item["part_labels"].unsqueeze(0),
+                          {"label": item["label"].view(1)})
+    scorer.compute()
+    per_class = scorer.per_class
+    best, final = s["best"], s["final"]
     result = {"dataset": "shapenetpart", "train_shapes": len(train_set), "test_shapes": len(test_set), "epochs": args.epochs,
-              "best_epoch": best["epoch"], "test_instance_miou": best["instance_miou"], "test_class_miou": best["class_miou"],
-              "test_point_acc": best["point_acc"], "samples_per_s": train_samples / max(train_time, 1e-9),
-              "infer_samples_per_s": best["samples_per_s"], "per_category_miou": best["per_class"]}
-    plot_ious(best["per_class"], out_dir / "per_category_iou.png",
-              f"ShapeNetPart test, epoch {best['epoch']}: instance mIoU {best['instance_miou']:.3f}")
+              "best_epoch": s["best_epoch"], "test_instance_miou": final["test_part_instance_miou"],
+              "test_class_miou": final["test_part_class_miou"], "test_instance_miou_best": best["test_part_instance_miou"],
+              "test_class_miou_best": best["test_part_class_miou"], "test_point_acc_best": best["test_acc"],
+              "samples_per_s": s["train_samples_per_s"], "per_category_miou": per_class}
+    plot_ious(per_class, out_dir / "per_category_iou.png",
+              f"ShapeNetPart test, epoch {s['best_epoch']}: instance mIoU {result['test_instance_miou_best']:.3f}")
     result["checkpoint"] = str(out_dir / "best" / "model.safetensors")
-    atomic_write_text(out_dir / "metrics.json", json.dumps({**result, "history": history}, indent=2))
+    atomic_write_text(out_dir / "metrics.json", json.dumps({**result, "history": trainer.history}, indent=2))
     if not args.json:
         for k, v in result.items():
-            print(f"{k:<22} {v:.4f}" if isinstance(v, float) else f"{k:<22} {v}")
+            print(f"{k:<24} {v:.4f}" if isinstance(v, float) else f"{k:<24} {v}")
     print(json.dumps(result))
     return result
 

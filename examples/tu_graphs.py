@@ -13,9 +13,9 @@ are handled by the tokenizer. ``--encoder hops`` swaps the GIN layers for fixed,
 The defaults follow the GIN paper's training set-up (Adam lr 0.01, batch 32, GIN width 32) and
 are not tuned per dataset.
 
-Protocol: stratified 10-fold cross-validation (seeded), a fixed number of epochs per fold with a
-cosine learning-rate schedule, and the accuracy on the held-out fold **after the last epoch** (no
-epoch is picked on the test fold). ``acc_mean`` / ``acc_std`` are over the 10 folds, in percent.
+Protocol (``unimix.cross_validate``, one ``unimix.Trainer`` per fold): stratified 10-fold
+cross-validation (seeded), a fixed number of epochs per fold with a cosine learning-rate schedule,
+and the accuracy on the held-out fold **after the last epoch** (no epoch is picked on the test fold). ``acc_mean`` / ``acc_std`` are over the 10 folds, in percent.
 For comparison with the GIN paper, ``acc_best_epoch_mean`` is its protocol: the epoch whose
 accuracy averaged over the folds is highest (optimistic, it looks at the test folds).
 """
@@ -23,16 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch_geometric.loader import DataLoader
-from tqdm import tqdm
 
 import unimix
 from unimix.data import load_tudataset
@@ -56,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--weight-decay", type=float, default=5e-4)
+    ap.add_argument("--weight-init", default="torch", choices=list(unimix.models.WEIGHT_INITS),
+                    help="initialisation policy (unimix.models.init); chosen by measurement, see benchmarks/README.md")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (0: torch's default); the per-step work is small, one thread avoids contention")
@@ -69,67 +65,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def stratified_folds(y: torch.Tensor, k: int, seed: int) -> list[torch.Tensor]:
-    """``k`` index sets with (almost) the class proportions of ``y`` each (round-robin per class)."""
-    g = torch.Generator().manual_seed(seed)
-    folds: list[list[int]] = [[] for _ in range(k)]
-    offset = 0
-    for c in torch.unique(y).tolist():
-        idx = (y == c).nonzero().view(-1)
-        idx = idx[torch.randperm(idx.numel(), generator=g)]
-        for j, i in enumerate(idx.tolist()):
-            folds[(offset + j) % k].append(i)
-        offset += idx.numel()
-    return [torch.tensor(sorted(f), dtype=torch.long) for f in folds]
-
-
 def build_model(num_features: int, num_classes: int, args: argparse.Namespace, edge_dim: int | None = None) -> torch.nn.Module:
     gin = dict(hidden_channels=args.hidden, edge_dim=None if args.no_edge_attr else edge_dim) if args.encoder == "gin" else {}
     return unimix.create_model(
         "unimix_t", tokenizer="graph", task="classification", num_classes=num_classes, pool=args.pool,
-        dim=args.dim, depth=args.depth, block=args.block, drop_rate=args.dropout,
+        dim=args.dim, depth=args.depth, block=args.block, drop_rate=args.dropout, weight_init=args.weight_init,
         tokenizer_kwargs=dict(num_hops=args.hops, in_channels=num_features, level="graph", encoder=args.encoder,
                               **gin),
     )
-
-
-@torch.no_grad()
-def accuracy(model: torch.nn.Module, loader) -> float:
-    model.eval()
-    correct = total = 0
-    for batch in loader:
-        correct += int((model(batch).argmax(-1) == batch.y).sum())
-        total += batch.num_graphs
-    return correct / max(total, 1)
-
-
-def run_fold(dataset, train_idx, test_idx, num_features: int, args, desc: str, build=None) -> dict:
-    """Train on ``train_idx`` for ``args.epochs``; the held-out accuracy after every epoch.
-
-    ``build(num_features, num_classes, args, edge_dim)`` makes the model (default :func:`build_model`), so a
-    reference model can run under exactly the same protocol.
-    """
-    torch.manual_seed(args.seed)
-    model = (build or build_model)(num_features, dataset.num_classes, args, edge_width(dataset))
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
-    train_loader = DataLoader(dataset[train_idx], batch_size=args.batch_size, shuffle=True)
-    test_loader = DataLoader(dataset[test_idx], batch_size=256)
-    curve, losses = [], []
-    start = time.perf_counter()
-    for _ in tqdm(range(args.epochs), desc=desc, leave=False, disable=not sys.stderr.isatty()):
-        model.train()
-        total = 0.0
-        for batch in train_loader:
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(batch), batch.y)
-            loss.backward()
-            opt.step()
-            total += loss.item() * batch.num_graphs
-        sched.step()
-        losses.append(total / len(train_idx))
-        curve.append(accuracy(model, test_loader))
-    return {"acc": curve[-1], "curve": curve, "loss": losses, "s": time.perf_counter() - start}
 
 
 def plot_folds(runs: list[dict], path: Path, title: str) -> None:
@@ -164,30 +107,23 @@ def edge_width(dataset) -> int | None:
 
 
 def cross_validate(dataset, args: argparse.Namespace, build=None, label: str = "") -> tuple[dict, list[dict]]:
-    """Stratified ``args.folds``-fold CV of one model; the summary (percent) and the per-fold runs."""
-    y = torch.cat([d.y.view(-1) for d in dataset]) if dataset.y is None else dataset.y.view(-1)
-    folds = stratified_folds(y, args.folds, args.seed)
-    runs = []
-    for i in tqdm(range(args.folds), desc=f"{label}{dataset.name} folds", disable=not sys.stderr.isatty()):
-        test_idx = folds[i]
-        train_idx = torch.cat([f for j, f in enumerate(folds) if j != i])
-        r = run_fold(dataset, train_idx, test_idx, input_width(dataset), args, desc=f"fold {i}", build=build)
-        runs.append(r)
-        print(f"{label}fold {i}: {100 * r['acc']:.2f} % ({len(test_idx)} graphs, {r['s']:.1f} s)", flush=True)
-    accs = [100 * r["acc"] for r in runs]
-    mean_curve = 100 * np.mean([r["curve"] for r in runs], 0)
-    best_epoch = int(mean_curve.argmax())
-    result = {
-        "dataset": dataset.name,
-        "folds": args.folds,
-        "acc_mean": statistics.fmean(accs),
-        "acc_std": statistics.stdev(accs),
-        "acc_best_epoch_mean": float(mean_curve[best_epoch]),
-        "acc_best_epoch_std": float(np.std([100 * r["curve"][best_epoch] for r in runs], ddof=1)),
-        "best_epoch": best_epoch,
-        "s_per_fold": statistics.fmean(r["s"] for r in runs),
-    }
-    return result, runs
+    """Stratified ``args.folds``-fold CV of one model through ``unimix.cross_validate`` (one
+    ``unimix.Trainer`` per fold); the summary (percent) and the per-fold curves.
+
+    ``build(num_features, num_classes, args, edge_dim)`` makes the model (default :func:`build_model`),
+    so a reference model runs under exactly the same protocol; a model without a unimix head is
+    scored as ``num_classes``-way classification.
+    """
+    make = build or build_model
+    task = None if build is None else unimix.Task(dataset.num_classes)
+    result = unimix.cross_validate(
+        lambda: make(input_width(dataset), dataset.num_classes, args, edge_width(dataset)), dataset, folds=args.folds,
+        seed=args.seed, epochs=args.epochs, optimizer="adam", lr=args.lr, weight_decay=args.weight_decay, sched="cosine",
+        batch_size=args.batch_size, eval_batch_size=256, task=task)
+    for i, acc in enumerate(result["fold_acc"]):
+        print(f"{label}fold {i}: {acc:.2f} %", flush=True)
+    runs = [{"curve": c, "loss": loss} for c, loss in zip(result.pop("curves"), result.pop("losses"))]
+    return {"dataset": dataset.name, **result}, runs
 
 
 def main(argv=None) -> dict:
