@@ -193,3 +193,38 @@ def test_save_pretrained_needs_a_config():
     backbone = unimix.Backbone(unimix.PointCloudTokenizer(embed_dim=32, num_groups=8, group_size=8), dim=32, depth=1)
     with pytest.raises(ValueError, match="unimix_config"):
         unimix.save_pretrained(backbone, "unused")
+
+
+def test_a_folder_written_before_the_config_moved_into_the_weights_still_loads(tmp_path):
+    """The layout of earlier releases: config.json without save_id, preprocessing as a plain dict."""
+    from safetensors.torch import save_file
+
+    old_config = {"unimix_version": "0.1.0", "format_version": 1, "architecture": "UnimixModel",
+                  "model": {"model_name": "unimix_t", "dim": 32, "depth": 2, "tokenizer": "pointcloud", "task": "segmentation",
+                            "num_classes": 3, "pool": "mean", "block": "external_attention",
+                            "tokenizer_kwargs": {"num_groups": 8, "group_size": 8}, "drop_rate": 0.0, "num_heads": 1},
+                  "class_names": ["a", "b", "c"],
+                  "preprocess": {"modality": "pointcloud", "num_points": 64, "normalize": "unit_sphere"}}
+    torch.manual_seed(0)
+    ref = unimix.create_model("unimix_t", tokenizer="pointcloud", task="segmentation", num_classes=3, dim=32, depth=2,
+                              tokenizer_kwargs=dict(num_groups=8, group_size=8))
+    (tmp_path / "old").mkdir()
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, tmp_path / "old" / "model.safetensors",
+              metadata={"format": "pt", "unimix_config": json.dumps(old_config)})
+    (tmp_path / "old" / "config.json").write_text(json.dumps(old_config, indent=2))
+    model = unimix.from_pretrained(tmp_path / "old")
+    for k, v in ref.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    assert model.pretrained_info["class_names"] == ["a", "b", "c"]
+    assert model.preprocess == unimix.PointCloudPreprocess(64, "unit_sphere")
+
+
+def test_stale_config_json_from_an_interrupted_save_is_ignored(tmp_path):
+    tiny(num_classes=3).save_pretrained(tmp_path / "m")
+    stale = (tmp_path / "m" / "config.json").read_text()
+    tiny(num_classes=5).save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text(stale)  # as if the second save died before rewriting config.json
+    with pytest.warns(UserWarning, match="earlier save"):
+        assert unimix.from_pretrained(tmp_path / "m").num_classes == 5
+    with pytest.raises(ValueError, match="reserved"):
+        tiny().save_pretrained(tmp_path / "x", extra={"model": "v2"})

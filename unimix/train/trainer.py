@@ -72,6 +72,9 @@ class Trainer(Evaluator):
         eval_every: evaluate every N epochs (and after the last one).
         time_budget_s: stop training after this many seconds of training (evaluation not counted),
             then evaluate; the LR schedule then runs over the budget (:class:`BudgetSchedule`).
+        budget_clock: ``"wall"`` (default) or ``"cpu"``: the budget counts this process's CPU time,
+            so runs compared side by side get equal compute whatever else loads the machine (with one
+            torch thread on an idle core the two clocks agree).
         output_dir: where ``history.csv``, ``history.png``, ``last.safetensors`` and ``best/`` go
             (rank 0 only); ``None`` writes nothing. ``resume``: ``True`` continues from
             ``output_dir/last.safetensors``; a path continues from that file.
@@ -91,8 +94,8 @@ class Trainer(Evaluator):
                  batch_transform: Callable | None = None, task: Task | Mapping[str, Task] | None = None,
                  extra_metrics: Mapping[str, Callable] | None = None, early_stopping: int | None = None,
                  monitor: str | Sequence[str] | None = None, eval_every: int = 1, time_budget_s: float | None = None,
-                 output_dir: str | Path | None = None, resume: bool | str | Path = False, seed: int = 0,
-                 device: str | torch.device | None = None, progress: bool = True, verbose: bool = True,
+                 budget_clock: str = "wall", output_dir: str | Path | None = None, resume: bool | str | Path = False,
+                 seed: int = 0,                 device: str | torch.device | None = None, progress: bool = True, verbose: bool = True,
                  task_weights: Mapping[str, float] | None = None, modality: str | None = None,
                  input_key: str | None = None, target_key: str | None = None, callbacks: Sequence[Callable] = (),
                  max_steps_per_epoch: int | None = None, find_unused_parameters: bool | None = None,
@@ -125,6 +128,8 @@ class Trainer(Evaluator):
         self.num_workers, self.collate_fn, self.drop_last = num_workers, collate_fn, drop_last
         self.label_smoothing, self.loss_fn, self.batch_transform = label_smoothing, loss_fn, batch_transform
         self.early_stopping, self.monitor, self.eval_every, self.time_budget_s = early_stopping, monitor, eval_every, time_budget_s
+        self.budget_clock = resolve_name("budget_clock", budget_clock, ("wall", "cpu"))
+        self._now = time.perf_counter if self.budget_clock == "wall" else time.process_time
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.resume, self.seed, self.progress, self.verbose = resume, seed, progress, verbose
         self.task_weights = dict(task_weights or {})
@@ -165,7 +170,7 @@ class Trainer(Evaluator):
         self.ddp_model = D.wrap_ddp(self.model, self.device, find_unused)
 
     def _epoch_clock(self) -> float:
-        return 0.0 if self._epoch_start is None else time.perf_counter() - self._epoch_start
+        return 0.0 if self._epoch_start is None else self._now() - self._epoch_start
 
     def _out_of_time(self) -> bool:
         return self.time_budget_s is not None and self.train_time + self._epoch_clock() >= self.time_budget_s
@@ -185,7 +190,8 @@ class Trainer(Evaluator):
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{self.epochs}", leave=False, dynamic_ncols=True,
                    disable=not (self.progress and D.is_main_process()) or steps < 2)
         self.optimizer.zero_grad(set_to_none=True)
-        self._epoch_start = time.perf_counter()
+        self._epoch_start = self._now()
+        wall_start = time.perf_counter()
         for step in bar:
             inputs, targets, batches = {}, {}, {}
             for task, loader in loaders.items():
@@ -219,11 +225,10 @@ class Trainer(Evaluator):
             if self._out_of_time():
                 break
         bar.close()
-        seconds = self._epoch_clock()
-        self.train_time += seconds
+        self.train_time += self._epoch_clock()
         self._epoch_start = None
         record = self._summarise("train", sums, metrics, {})
-        record["train_samples_per_s"] = samples / max(seconds, 1e-9)
+        record["train_samples_per_s"] = samples / max(time.perf_counter() - wall_start, 1e-9)
         return record
 
     def _update(self) -> None:
