@@ -293,7 +293,7 @@ class Trainer(Evaluator):
         epoch_bar = tqdm(total=self.epochs, initial=start, desc="epochs", dynamic_ncols=True,
                          disable=not (self.progress and D.is_main_process()) or self.verbose)
         for epoch in range(start, self.epochs):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             record: dict[str, float] = {"epoch": epoch + 1}
             record.update(self.train_one_epoch(train_loaders, epoch))
             last = epoch + 1 == self.epochs or self._out_of_time()
@@ -303,6 +303,7 @@ class Trainer(Evaluator):
                     record.update(self.evaluate(loaders, split))
             record["lr"] = max(g["lr"] for g in self.optimizer.param_groups)
             record["time_s"] = time.perf_counter() - t0
+            record["cpu_s"] = time.process_time() - c0  # this process's CPU time: steady on a busy machine
             record["train_time_s"] = self.train_time
             improved = False
             if evaluated or not evals:
