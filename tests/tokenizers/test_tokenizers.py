@@ -106,6 +106,29 @@ def test_duplicate_points_work():
 
 
 # ---------------------------------------------------------------- graphs
+def test_mini_pointnet_equals_the_concatenated_form():
+    """The per-group half of the second stage's first layer is applied once per group: the same
+    function (values and gradients) as the layer on ``[global, point]`` features."""
+    from unimix.tokenizers.pointcloud import MiniPointNet
+
+    torch.manual_seed(0)
+    enc = MiniPointNet(3, 24, hidden=8).double()
+    x = torch.randn(2, 5, 7, 3, dtype=torch.double, requires_grad=True)
+
+    def concatenated(groups):
+        f = enc.first(groups)
+        g = f.amax(2, keepdim=True)
+        return enc.second(torch.cat([g.expand_as(f), f], -1)).amax(2)
+
+    out, ref = enc(x), concatenated(x)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    w = torch.randn_like(out)
+    grads = torch.autograd.grad((out * w).sum(), [x, *enc.parameters()])
+    ref_grads = torch.autograd.grad((ref * w).sum(), [x, *enc.parameters()])
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
 def test_graph_node_level_hop_tokens():
     tok = GraphTokenizer(embed_dim=32, num_hops=3)
     t = tok(ring_graph(10))

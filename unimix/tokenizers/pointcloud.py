@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from einops import reduce
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.utils import to_dense_batch
@@ -101,7 +101,13 @@ def to_point_batch(x: object, in_chans: int) -> PointBatch:
 
 
 class MiniPointNet(nn.Module):
-    """``[B, G, K, C] -> [B, G, D]``: shared MLP, max-pool, concat global, MLP, max-pool."""
+    """``[B, G, K, C] -> [B, G, D]``: shared MLP, max-pool, concat global, MLP, max-pool.
+
+    The second stage's first layer acts on ``[global, point]`` features; its global half is the same
+    for every point of a group, so it is applied once per group and broadcast (``W [g, f] = W_g g +
+    W_f f``): the same function and parameters as the concatenation, with half that layer's
+    multiply-adds on the ``B x G x K`` grouped points (see ``benchmarks/README.md`` for the speed).
+    """
 
     def __init__(self, in_chans: int, embed_dim: int, hidden: int = 128):
         super().__init__()
@@ -109,10 +115,12 @@ class MiniPointNet(nn.Module):
         self.second = nn.Sequential(nn.Linear(4 * hidden, 4 * hidden), nn.LayerNorm(4 * hidden), nn.GELU(), nn.Linear(4 * hidden, embed_dim))
 
     def forward(self, groups: Tensor) -> Tensor:
-        f = self.first(groups)
-        g = reduce(f, "b g k c -> b g 1 c", "max")
-        f = self.second(torch.cat([g.expand_as(f), f], -1))
-        return reduce(f, "b g k d -> b g d", "max")
+        f = self.first(groups)  # b g k 2h
+        g = f.max(2, keepdim=True).values  # max with indices: its backward is a scatter, not a tie-sharing mask
+        lin, half = self.second[0], f.shape[-1]
+        h = F.linear(f, lin.weight[:, half:]) + F.linear(g, lin.weight[:, :half], lin.bias)  # = lin(cat([g, f]))
+        f = self.second[1:](h)
+        return f.max(2).values
 
 
 @register_tokenizer("pointcloud")
