@@ -106,16 +106,16 @@ def load_data(args):
     kw = dict(min_points=args.num_groups, skip_invalid=args.skip_invalid, verbose=not args.json) if args.layout == "folder" else {}
     train = load_point_clouds(args.data_dir, "train", args.num_points, args.normalize, args.normals, args.layout, **kw)
     test = load_point_clouds(args.data_dir, "test", args.num_points, args.normalize, args.normals, args.layout, **kw)
-    if args.augment == "scan" and hasattr(train, "raw_transform"):
+    if args.augment in ("scan", "scan_geometric") and hasattr(train, "raw_transform"):
         train.raw_transform = partial(raw_scan_augment, normals=args.normals)
     return train, test
 
 
 def batch_augment(args, in_chans: int, raw_done: bool):
-    """``fn(x, generator)`` for the Trainer's ``batch_transform``: ``scan`` skips the geometric part when
-    it already ran on the raw clouds."""
-    if args.augment == "scan":
-        return lambda x, g: scan_augment(x, g, normals=args.normals, geometric=not raw_done)
+    """``fn(x, generator)`` for the Trainer's ``batch_transform``: ``scan`` / ``scan_geometric`` skip the
+    rotation and scale when they already ran on the raw clouds."""
+    if args.augment in ("scan", "scan_geometric"):
+        return lambda x, g: scan_augment(x, g, normals=args.normals, geometric=not raw_done, noise=args.augment == "scan")
     return AUGMENTATIONS[args.augment]
 
 
@@ -177,20 +177,23 @@ def plot_confusion(conf: torch.Tensor, classes: list[str], path: Path, title: st
 
 
 def train_model(model: torch.nn.Module, train_set, test_set, args, seed: int, task=None, output_dir: Path | None = None,
-                save_extra: dict | None = None) -> tuple[dict, "unimix.Trainer"]:
+                save_extra: dict | None = None, **overrides) -> tuple[dict, "unimix.Trainer"]:
     """One seed through ``unimix.Trainer`` (the same call for unimix and for reference models, which
-    pass ``task=unimix.Task(n)``): final- and best-epoch test scores, speeds, parameters."""
+    pass ``task=unimix.Task(n)`` and their own optimiser settings as ``overrides`` of the Trainer's
+    keyword arguments): final- and best-epoch test scores, speeds, parameters."""
     torch.manual_seed(seed)
     n = len(train_set.classes)
     g = torch.Generator().manual_seed(seed)
     augment = batch_augment(args, getattr(train_set.preprocess, "in_chans", 3), getattr(train_set, "raw_transform", None) is not None)
-    trainer = unimix.Trainer(
-        model, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-        min_lr=args.lr * 0.01, batch_size=args.batch_size, drop_last=True, num_workers=args.workers,
-        label_smoothing=args.label_smoothing, batch_transform=lambda x, y: (augment(x.cpu(), g).to(x.device), y),
-        monitor="test_acc", device=args.device, seed=seed, output_dir=output_dir, verbose=not args.json and output_dir is not None,
-        progress=not args.json, task=task, extra_metrics={"class_acc": partial(ClassAccuracy, n)},
-        time_budget_s=None if args.minutes is None else 60 * args.minutes, budget_clock="cpu", save_extra=save_extra)
+    kw = dict(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+              batch_size=args.batch_size, drop_last=True, num_workers=args.workers, label_smoothing=args.label_smoothing,
+              batch_transform=lambda x, y: (augment(x.cpu(), g).to(x.device), y), monitor="test_acc", device=args.device,
+              seed=seed, output_dir=output_dir, verbose=not args.json and output_dir is not None, progress=not args.json,
+              task=task, extra_metrics={"class_acc": partial(ClassAccuracy, n)},
+              time_budget_s=None if args.minutes is None else 60 * args.minutes, budget_clock="cpu", save_extra=save_extra)
+    kw.update(overrides)
+    kw.setdefault("min_lr", kw["lr"] * 0.01)
+    trainer = unimix.Trainer(model, **kw)
     trainer.fit(train_set, test_data=test_set)
     s = trainer.summary()
     t0 = time.process_time()

@@ -149,7 +149,8 @@ class PointCloudFolder(PointClouds):
             order = np.random.default_rng([seed, c]).permutation(n)
             chosen = order[:n_test] if split == "test" else order[n_test:]
             out += [files[i] for i in sorted(chosen)]
-        self.notes.append(f"seeded stratified split (test_fraction={test_fraction}, split_seed={seed})")
+        if split != "all":
+            self.notes.append(f"seeded stratified split (test_fraction={test_fraction}, split_seed={seed})")
         return out
 
     def _resolve(self, split_file: Path, line: int, entry: str) -> Path:

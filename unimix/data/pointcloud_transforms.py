@@ -112,12 +112,14 @@ def point_dropout(x: Tensor, max_ratio: float = 0.875, generator: torch.Generato
 
 
 def scan_augment(x: Tensor, generator: torch.Generator | None = None, normals: bool = False, geometric: bool = True,
-                 dropout: float = 0.875) -> Tensor:
+                 noise: bool = True, dropout: float = 0.875) -> Tensor:
     """The augmentation for scanned objects: a rotation about the up axis (z), one isotropic scale
-    ``U[0.8, 1.25]`` (``geometric=False`` skips both, for clouds augmented before normalisation), jitter
-    ``N(0, 0.01)`` clipped at 0.05 and :func:`point_dropout` up to ``dropout``."""
+    ``U[0.8, 1.25]`` (``geometric=False`` skips both, for clouds augmented before normalisation), then
+    (``noise=True``) jitter ``N(0, 0.01)`` clipped at 0.05 and :func:`point_dropout` up to ``dropout``."""
     if geometric:
         x = random_scale(rotate_z(x, generator=generator, normals=normals), generator=generator)
+    if not noise:
+        return x
     x = jitter(x, generator=generator)
     return point_dropout(x, dropout, generator) if dropout > 0 else x
 
@@ -202,7 +204,9 @@ AUGMENTATIONS = {
     "scale_translate": lambda x, g=None: scale_and_translate(x, generator=g),
     "pointnet2": lambda x, g=None: translate(random_scale(x, generator=g), generator=g),
     "scan": lambda x, g=None: scan_augment(x, g),
+    "scan_geometric": lambda x, g=None: scan_augment(x, g, noise=False),
     "none": lambda x, g=None: x,
 }
 """Named training augmentations for the examples: ``scale_translate`` (DGCNN/PCT/Point-MAE),
-``pointnet2`` (isotropic scale + shift), ``scan`` (:func:`scan_augment`, xyz only) and ``none``."""
+``pointnet2`` (isotropic scale + shift), ``scan`` (:func:`scan_augment`, xyz only), ``scan_geometric``
+(its rotation and scale without jitter and point dropout) and ``none``."""
