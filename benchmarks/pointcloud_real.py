@@ -44,7 +44,7 @@ NAMES = {"unimix": "unimix", "pointnet2": "PointNet++ (SSG)", "dgcnn": "DGCNN", 
 
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.Namespace]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {MODELS}")
@@ -69,7 +69,7 @@ def run_network(name: str, train_set, test_set, ex, seed: int) -> dict:
     torch.manual_seed(seed)
     if name == "unimix":
         return example.train_model(example.build_unimix(ex, n, in_chans), train_set, test_set, ex, seed)[0]
-    model = refs.build_reference(name, n, in_chans, ex.num_points)
+    model = refs.build_reference(name, n, in_chans, ex.num_points, refs.median_radius(train_set))
     hp = dict(refs.HPARAMS[name])
     extra = {"loss_fn": refs.pointnet_loss(model, hp["label_smoothing"])} if name == "pointnet" else {}
     return example.train_model(model, train_set, test_set, ex, seed, task=unimix.Task(n), **hp, **extra)[0]

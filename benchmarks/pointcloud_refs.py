@@ -8,7 +8,8 @@
   (256-512-1024), then MLP (512, 256) with dropout 0.4. Farthest-point sampling is the reference
   code's batched loop (random start in training, first point at test), ball query its
   ``square_distance`` + sort. Centre counts scale with the input (``P / 2``, ``P / 8``: the
-  reference's values at 1024 points).
+  reference's values at 1024 points), and the radii with the objects: they are the paper's in a frame
+  where the median training object has radius 1 (``radius_scale``: that median; 1 in the unit sphere).
 - :class:`DGCNN` (Wang et al. 2019, as ``antao97/dgcnn.pytorch``): four EdgeConv layers (64, 64, 128,
   256) on a **dense** kNN graph (k = 20, recomputed in feature space by each layer from the full
   pairwise-distance matrix), a 1x1 conv to 1024, max + mean pooling, MLP (512, 256) with dropout
@@ -179,11 +180,11 @@ class SetAbstraction(nn.Module):
 class PointNet2SSG(nn.Module):
     """PointNet++ single-scale grouping classifier, ``[B, P, C] -> [B, num_classes]``."""
 
-    def __init__(self, num_classes: int, in_chans: int = 3, num_points: int = 1024):
+    def __init__(self, num_classes: int, in_chans: int = 3, num_points: int = 1024, radius_scale: float = 1.0):
         super().__init__()
         extra = in_chans - 3
-        self.sa1 = SetAbstraction(max(num_points // 2, 1), 0.2, 32, 3 + extra, [64, 64, 128])
-        self.sa2 = SetAbstraction(max(num_points // 8, 1), 0.4, 64, 128 + 3, [128, 128, 256])
+        self.sa1 = SetAbstraction(max(num_points // 2, 1), 0.2 * radius_scale, 32, 3 + extra, [64, 64, 128])
+        self.sa2 = SetAbstraction(max(num_points // 8, 1), 0.4 * radius_scale, 64, 128 + 3, [128, 128, 256])
         self.sa3 = SetAbstraction(None, None, None, 256 + 3, [256, 512, 1024])
         self.head = nn.Sequential(nn.Linear(1024, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Dropout(0.4), nn.Linear(512, 256),
                                   nn.BatchNorm1d(256), nn.ReLU(), nn.Dropout(0.4), nn.Linear(256, num_classes))
@@ -245,10 +246,17 @@ class DGCNN(nn.Module):
 REFERENCES = {"pointnet": PointNet, "pointnet2": PointNet2SSG, "dgcnn": DGCNN}
 
 
-def build_reference(name: str, num_classes: int, in_chans: int, num_points: int) -> nn.Module:
+def build_reference(name: str, num_classes: int, in_chans: int, num_points: int, radius_scale: float = 1.0) -> nn.Module:
     if name == "pointnet2":
-        return PointNet2SSG(num_classes, in_chans, num_points)
+        return PointNet2SSG(num_classes, in_chans, num_points, radius_scale)
     return REFERENCES[name](num_classes, in_chans)
+
+
+def median_radius(dataset, limit: int = 256) -> float:
+    """Median over (up to ``limit``) items of the farthest point's distance to the centroid, in the model's input units."""
+    n = min(len(dataset), limit)
+    radii = [(lambda x: (x - x.mean(0)).norm(dim=1).amax())(dataset[i]["points"][:, :3]) for i in range(n)]
+    return float(torch.stack(radii).median())
 
 
 # ----------------------------------------------------------------------------- eigenvalue features + random forest

@@ -45,7 +45,7 @@ from unimix.serialization import atomic_write_bytes, model_state, read_safetenso
 
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.Namespace]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     ap.add_argument("--data-dir", required=True, help="a dataset the example reads, or 'shapes' for generated shapes")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--minutes", type=float, default=None, help="CPU minutes of training per model (default: the example's)")
@@ -118,7 +118,7 @@ def train_unimix(train_set, test_set, ex, seed: int):
 def train_dgcnn(train_set, test_set, ex, seed: int):
     n = len(train_set.classes)
     torch.manual_seed(seed)
-    model = refs.build_reference("dgcnn", n, train_set.preprocess.in_chans, ex.num_points)
+    model = refs.build_reference("dgcnn", n, train_set.preprocess.in_chans, ex.num_points)  # kNN: no radius to scale
     res, trainer = example.train_model(model, train_set, test_set, ex, seed, task=unimix.Task(n), **refs.HPARAMS["dgcnn"])
     return trainer.model.eval(), res
 

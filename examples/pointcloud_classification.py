@@ -10,11 +10,11 @@ stratified split).
     python examples/pointcloud_classification.py --data-dir data/modelnet40_ply_hdf5_2048   # = examples/modelnet40.py
 
 Defaults for class folders (real scans; chosen on DALES objects, see ``benchmarks/README.md``):
-``unimix_t`` at dim 192, depth 4, 512 points, 64 groups of 24 neighbours, a mini-PointNet 64 wide,
-``unit_sphere_extent`` normalisation (the shape in the unit sphere + the object's extent as 3
-channels), augmentation ``scan`` (before normalisation a rotation about the up axis and a per-axis
-scale U[0.8, 1.25]; after it jitter and PointNet++'s point dropout), AdamW lr 2e-3, label smoothing
-0.1, batch 32, a cosine schedule over ``--minutes`` of CPU time per seed (``unimix.Trainer``'s
+``unimix_t`` at dim 128, depth 4, 256 points, 32 groups of 16 neighbours, a mini-PointNet 64 wide,
+``center`` normalisation (centroid at the origin, metric size kept), augmentation ``scan`` (before
+normalisation a rotation about the up axis and a per-axis scale U[0.8, 1.25]; after it jitter and
+PointNet++'s point dropout), AdamW lr 2e-3, weight decay 0.05, label smoothing 0.1, drop path 0.1,
+batch 32, a cosine schedule over ``--minutes`` (2.5) of CPU time per seed (``unimix.Trainer``'s
 ``time_budget_s`` with ``budget_clock="cpu"``) capped at ``--epochs``. ModelNet40 layouts get the
 published protocol instead (``examples/modelnet40.py``: unit sphere, scale + shift, 300 epochs).
 
@@ -48,8 +48,8 @@ from unimix.serialization import atomic_write_text
 
 MODELNET = ("hdf5", "resampled", "off")
 # Defaults per layout: real scans in class folders, and the published ModelNet40 protocol.
-SCAN_DEFAULTS = dict(model="unimix_t", dim=192, depth=4, hidden=64, num_points=512, num_groups=64, group_size=24,
-                     normalize="unit_sphere_extent", augment="scan", epochs=150, minutes=4.0, warmup_epochs=3, lr=2e-3,
+SCAN_DEFAULTS = dict(model="unimix_t", dim=128, depth=4, hidden=64, num_points=256, num_groups=32, group_size=16,
+                     normalize="center", augment="scan", epochs=150, minutes=2.5, warmup_epochs=3, lr=2e-3,
                      weight_decay=0.05, label_smoothing=0.1, drop_path=0.1, batch_size=32)
 MODELNET_DEFAULTS = dict(model="unimix_s", dim=None, depth=None, hidden=128, num_points=1024, num_groups=64, group_size=32,
                          normalize="unit_sphere", augment="scale_translate", epochs=300, minutes=None, warmup_epochs=10,

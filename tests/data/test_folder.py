@@ -52,8 +52,11 @@ def test_seeded_stratified_split_without_split_files(tmp_path, capsys):
     assert any(o != names(test) for o in other)
     assert len(PointCloudFolder(root, "all", 64, verbose=False)) == 15
     item = train[0]
-    assert item["points"].shape == (64, 6) and item["points"].dtype == torch.float32  # unit_sphere_extent: 3 + 3 channels
-    assert train.preprocess.in_chans == 6 and item["label"].dtype == torch.long
+    assert item["points"].shape == (64, 3) and item["points"].dtype == torch.float32 and item["label"].dtype == torch.long
+    assert train.preprocess.normalize == "center" and item["points"].mean(0).abs().max() < 1e-3  # centred, metres kept
+    assert item["points"].norm(dim=1).max() > 2
+    ext = PointCloudFolder(root, "train", 64, normalize="unit_sphere_log_extent", verbose=False)
+    assert ext[0]["points"].shape == (64, 6) and ext.preprocess.in_chans == 6
 
 
 def test_split_files_and_class_order(tmp_path):
@@ -168,4 +171,4 @@ def test_real_dales_objects_split(shared_data):
     assert len(test) == 99 and test.classes == ["building", "car", "fence", "pole", "tree"]
     assert torch.bincount(test.labels).tolist() == [19, 20, 20, 20, 20]
     x = test[0]["points"]
-    assert x.shape == (256, 6) and x[:, :3].norm(dim=1).max() <= 1 + 1e-5 and (x[:, 3:] > 1).all()  # building extent in metres
+    assert x.shape == (256, 3) and x.norm(dim=1).max() > 2  # a building, centred, in metres

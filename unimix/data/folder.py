@@ -56,9 +56,11 @@ class PointCloudFolder(PointClouds):
         split: ``train``, ``test``, ``all`` or the name of any ``<split>.txt`` in ``root``.
         num_points: points per cloud after resampling (``None`` keeps every point; then batch with
             a list ``collate_fn``).
-        normalize: one of :data:`unimix.io.points.NORMALIZATIONS`. The default, ``unit_sphere_extent``
-            (shape in the unit sphere + the object's metric bounding-box extent as 3 channels), was
-            chosen by measurement on real aerial-LiDAR objects (``benchmarks/README.md``).
+        normalize: one of :data:`unimix.io.points.NORMALIZATIONS`. The default, ``center`` (centroid
+            at the origin, the file's units kept: sizes and point spacing stay what the scanner saw),
+            was chosen by measurement on real aerial-LiDAR objects in metres, against ``unit_sphere`` and
+            ``unit_sphere_log_extent`` (``benchmarks/README.md``). Clouds far from metre-like units
+            (millimetres, kilometres) are best converted first, or use ``unit_sphere_log_extent``.
         normals: keep normals as channels 3:6 (files must carry them).
         transform: optional callable on the item dict; ``raw_transform``: on the raw cloud before
             preprocessing (augmentation in the file's units).
@@ -72,7 +74,7 @@ class PointCloudFolder(PointClouds):
     """
 
     def __init__(self, root: str | Path, split: str = "train", num_points: int | None = 1024,
-                 normalize: str = "unit_sphere_extent", normals: bool = False, transform: Callable | None = None,
+                 normalize: str = "center", normals: bool = False, transform: Callable | None = None,
                  resample: str | None = None, test_fraction: float = 0.2, split_seed: int = 0, min_points: int = 1,
                  skip_invalid: bool = False, verbose: bool = True, raw_transform: Callable | None = None):
         self.root = root = Path(root)
@@ -232,7 +234,7 @@ def detect_layout(root: str | Path) -> str:
                      f"per class holding point-cloud files ({', '.join(READABLE)}).")
 
 
-def load_point_clouds(root: str | Path, split: str = "train", num_points: int = 1024, normalize: str = "unit_sphere_extent",
+def load_point_clouds(root: str | Path, split: str = "train", num_points: int = 1024, normalize: str = "center",
                       normals: bool = False, layout: str | None = None, **folder_kwargs) -> Dataset:
     """A classification split from ``root`` in whichever layout it is (``layout`` overrides the detection):
     the ModelNet40 datasets of :mod:`unimix.data.modelnet` or a :class:`PointCloudFolder`
