@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..registry import register_tokenizer
 from ..tokens import ImageMeta, Tokens
+from ..validation import as_float, check_memory, check_sizes, check_values
 
 
 class ConvStem(nn.Module):
@@ -62,6 +63,8 @@ class ImageTokenizer(nn.Module):
         pos_embed: bool = True,
     ):
         super().__init__()
+        check_sizes("ImageTokenizer", embed_dim=embed_dim, patch_size=patch_size, in_chans=in_chans)
+        check_sizes("ImageTokenizer", 1, None, **dict(zip(("img_size height", "img_size width"), to_2tuple(img_size))))
         self.img_size = to_2tuple(img_size)
         self.patch_size = patch_size
         self.in_chans = in_chans
@@ -78,6 +81,7 @@ class ImageTokenizer(nn.Module):
         else:
             raise ValueError(f"Unknown stem '{stem}'; expected 'patch' or 'conv'.")
         self.stem = stem
+        check_memory(f"A position embedding of {self.num_tokens} patches", 4.0 * self.num_tokens * embed_dim, "lower img_size.")
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_tokens, embed_dim)) if pos_embed else None
         if self.pos_embed is not None:
             trunc_normal_(self.pos_embed, std=0.02)
@@ -97,10 +101,15 @@ class ImageTokenizer(nn.Module):
         if not x.is_floating_point():
             raise TypeError(f"Images must be a floating-point tensor; got dtype {x.dtype}. Convert with x.float() / 255.")
         if x.ndim != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(
-                f"Image tokenizer expects [B, {self.in_chans}, H, W]; got shape {tuple(x.shape)}. "
-                f"Pass in_chans={x.shape[1] if x.ndim == 4 else '...'} to accept other channel counts."
-            )
+            if x.ndim == 4 and x.shape[-1] == self.in_chans:
+                fix = "It looks channels-last ([B, H, W, C]): pass x.permute(0, 3, 1, 2)."
+            elif x.ndim == 3 and self.in_chans in (x.shape[0], x.shape[-1]):
+                fix = "It looks like one image: pass x.unsqueeze(0)" + ("." if x.shape[0] == self.in_chans else " after x.permute(2, 0, 1).")
+            else:
+                fix = f"Pass in_chans={x.shape[1] if x.ndim == 4 else '...'} to accept other channel counts."
+            raise ValueError(f"Image tokenizer expects [B, {self.in_chans}, H, W]; got shape {tuple(x.shape)}. {fix}")
+        x = check_values("Image pixels", as_float("Images", x, self.patch_embed.proj.weight.dtype),
+                         fix="Repair or drop those images (e.g. torch.nan_to_num) before tokenizing.")
         p = self.patch_size
         for side, name in zip(x.shape[2:], ("height", "width")):
             if side % p:
