@@ -305,13 +305,15 @@ def check_padding(what: str, num_groups: int, largest: int, num_items: int, widt
     ``ValueError`` when the padded tensor cannot fit in this machine's memory at all.
 
     Warns when the padded ``[num_groups, largest, width]`` tensor holds at least 4x the real rows
-    and the padding alone is at least 64 MiB (one 20 000-node graph among 100 three-node graphs:
-    101 x 20 000 rows for 20 300 real ones). Cost: arithmetic on sizes already known.
+    and the padding alone is at least 16 MiB (one 20 000-node graph among 100 three-node graphs:
+    101 x 20 000 rows for 20 300 real ones, 3 GB of padding at width 384; a PROTEINS batch of 32
+    with its 620-node graph pads 10x but to 5 MB at width 64, and is not worth a warning). Cost:
+    arithmetic on sizes already known.
     """
     padded = num_groups * largest
     check_memory(f"Padding {num_groups} {what}s to the largest ({largest} rows)", padded * width * itemsize,
                  f"batch {what}s of similar sizes together, or use a smaller batch.")
-    if padded >= 4 * num_items and (padded - num_items) * width * itemsize >= 64 << 20:
+    if padded >= 4 * num_items and (padded - num_items) * width * itemsize >= 16 << 20:
         return (f"Padding {num_groups} {what}s to the largest one ({largest} nodes) makes {padded:,} token rows for {num_items:,} "
                 f"real ones ({padded / num_items:.0f}x the memory and compute, {_size((padded - num_items) * width * itemsize)} of "
                 f"padding per [B, N, {width}] tensor). Batch {what}s of similar sizes together (sort or bucket the data set by "

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..registry import register_reader
+from ..validation import check_file
 from .pointcloud import MESH_FORMATS, POINT_FORMATS, read_point_cloud
 from .points import NORMALIZATIONS, SAMPLINGS, normalize_points, resample_points
 
@@ -122,9 +123,7 @@ class ImagePreprocess:
     def read(self, path: str | Path) -> Tensor:
         from PIL import Image, UnidentifiedImageError
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"Image file {path} does not exist.")
+        path = check_file(path, "Image file")
         try:
             with Image.open(path) as img:
                 img.load()

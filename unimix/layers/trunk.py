@@ -25,6 +25,11 @@ def _check_trunk_memory(block_cls: type, name: str, dim: int, depth: int, num_to
     try:
         with torch.device("meta"):
             probe = block_cls(dim, num_tokens=num_tokens, **block_kwargs)
+    except TypeError as e:  # an option the block does not take
+        import inspect
+
+        takes = [k for k in inspect.signature(block_cls.__init__).parameters if k not in ("self", "dim", "num_tokens", "kwargs")]
+        raise TypeError(f"Block '{name}' cannot be built with {sorted(block_kwargs)} ({e}); it takes {takes}.") from None
     except Exception:  # a block that cannot be built on the meta device: its real build reports any error
         return
     n = sum(p.numel() for p in probe.parameters()) * depth

@@ -97,7 +97,8 @@ class ImageTokenizer(nn.Module):
 
     def _check(self, x: object) -> Tensor:
         if not isinstance(x, Tensor):
-            raise TypeError(f"Image tokenizer expects a float tensor [B, {self.in_chans}, H, W]; got {type(x).__name__}.")
+            raise TypeError(f"Image tokenizer expects a float tensor [B, {self.in_chans}, H, W]; got {type(x).__name__}"
+                            + (". Convert with torch.from_numpy(x).float()." if hasattr(x, "__array__") else "."))
         if not x.is_floating_point():
             raise TypeError(f"Images must be a floating-point tensor; got dtype {x.dtype}. Convert with x.float() / 255.")
         if x.ndim != 4 or x.shape[1] != self.in_chans:
@@ -112,7 +113,7 @@ class ImageTokenizer(nn.Module):
                          fix="Repair or drop those images (e.g. torch.nan_to_num) before tokenizing.")
         p = self.patch_size
         for side, name in zip(x.shape[2:], ("height", "width")):
-            if side % p:
+            if side % p or side == 0:
                 fixed = side // p * p or p
                 raise ValueError(f"Image {name} {side} is not divisible by patch size {p}; resize to {fixed} or build with another patch_size.")
         return x

@@ -65,8 +65,9 @@ def to_point_batch(x: object, in_chans: int, dtype: torch.dtype = torch.float32)
                 f"got shape {tuple(x.shape)}. " + (_layout_hint(tuple(x.shape), in_chans, 1) if x.ndim == 3 else
                                                   "Pass one cloud [P, C] or a batch [B, P, C].")
             )
-        if x.shape[1] == 0:
-            raise ValueError("Empty point cloud (0 points); every cloud needs at least num_groups points.")
+        if x.shape[1] == 0 or x.shape[0] == 0:
+            raise ValueError(f"Empty point cloud input of shape {tuple(x.shape)} ({'0 clouds' if x.shape[0] == 0 else '0 points'}); "
+                             "pass at least one cloud of at least num_groups points.")
         x = _check_values("clouds", x, dtype)
         return PointBatch(x[..., :3], x[..., 3:] if extra else None, None, "dense", [x.shape[1]] * x.shape[0])
     if isinstance(x, (list, tuple)):
@@ -110,7 +111,8 @@ def to_point_batch(x: object, in_chans: int, dtype: torch.dtype = torch.float32)
         flat = pos if feats is None else torch.cat([pos, feats], -1)
         dense, mask = to_dense_batch(flat, batch)
         return PointBatch(dense[..., :3], dense[..., 3:] if extra else None, mask, "batch", sizes)
-    raise TypeError(f"Point-cloud tokenizer expects a tensor [B, P, {in_chans}], a list of [P_i, {in_chans}] tensors or a PyG Batch with `pos`; got {type(x).__name__}.")
+    raise TypeError(f"Point-cloud tokenizer expects a tensor [B, P, {in_chans}], a list of [P_i, {in_chans}] tensors or a PyG Batch with `pos`; "
+                    f"got {type(x).__name__}" + (". Convert with torch.from_numpy(x).float()." if hasattr(x, "__array__") else "."))
 
 
 class MiniPointNet(nn.Module):

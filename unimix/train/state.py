@@ -88,7 +88,11 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, opt
         if obj is not None:
             if name not in meta:
                 raise ValueError(f"Checkpoint '{path}' holds no {name} state; resume without one or start fresh.")
-            obj.load_state_dict(decode(meta[name], tensors))
+            try:
+                obj.load_state_dict(decode(meta[name], tensors))
+            except (ValueError, KeyError, RuntimeError, TypeError) as e:
+                raise ValueError(f"The {name} state in '{path}' does not fit this {name} ({type(e).__name__}: {e}); resume with "
+                                 "the model and training settings that wrote it, or start fresh.") from None
     if restore_rng and "rng" in meta:
         set_rng_state(decode(meta["rng"], tensors))
     return {"epoch": epoch, "extra": decode(meta.get("extra", {}), tensors), "config": meta.get("config")}
