@@ -28,11 +28,14 @@ MAX_DIM = 1 << 16
 """Widest token / hidden width accepted (65 536): wider than any published MLP-family model."""
 MAX_DEPTH = 1000
 """Deepest trunk accepted: DeepNet's 1000 layers; a typo like ``depth: 1000000`` would build for minutes."""
-MAX_COORD = 1e18
-"""Largest coordinate magnitude accepted from a point cloud. Squared norms are float32 (largest value
-3.4e38), so they overflow above about 1.8e19: measured, ``normalize_points`` returns all-zero clouds
-(radius inf) from coordinates of 4e19, and is exact up to 1e19. Clouds in such units must be
-rescaled first; 1e18 keeps a 10x margin and is far above any physical unit in use."""
+MAX_VALUE = 1e18
+"""Largest magnitude accepted in a model input (coordinates, pixels, node and edge features, hop
+features). Squares are float32 (largest value 3.4e38) inside layer norms and distances, so they
+overflow above about 1.8e19. Measured: ``normalize_points`` returns all-zero clouds (radius inf) from
+coordinates of 4e19 and is exact up to 1e19; node features of 1e20 give NaN logits at node level,
+pixels of 1e25 NaN logits. 1e18 keeps a 10x margin and is far above any unit or intensity in use."""
+MAX_COORD = MAX_VALUE
+"""The bound on point coordinates (:data:`MAX_VALUE`)."""
 
 
 # ----------------------------------------------------------------------------- numbers of a config
@@ -273,13 +276,13 @@ def check_graph(data: Any, edge_dim: int | None = None) -> int:
                          "one row per node. Fix x or num_nodes.")
     edge_index = check_edge_index(getattr(data, "edge_index", None), n)
     if edge_dim is not None and isinstance(getattr(data, "edge_attr", None), Tensor):
-        check_values("Edge attributes (edge_attr)", data.edge_attr, fix="Repair them (torch.nan_to_num) or drop those edges.")
+        check_values("Edge attributes (edge_attr)", data.edge_attr, MAX_VALUE, "Repair them (torch.nan_to_num) or drop those edges.")
     hops = getattr(data, "hops", None)
     if hops is not None:
         if not isinstance(hops, Tensor) or hops.ndim != 3 or hops.shape[0] != n or not hops.is_floating_point():
             got = f"{hops.dtype} {tuple(hops.shape)}" if isinstance(hops, Tensor) else type(hops).__name__
             raise ValueError(f"data.hops must be float [num_nodes={n}, K + 1, F] (unimix.AddHopFeatures makes it); got {got}.")
-        check_values("data.hops", hops, fix="Recompute them with unimix.AddHopFeatures from finite node features.")
+        check_values("data.hops", hops, MAX_VALUE, "Recompute them with unimix.AddHopFeatures from finite node features.")
     batch = getattr(data, "batch", None)
     if batch is not None:
         check_batch_vector(batch, n, declared_groups(data), "graph", "nodes", edge_index)

@@ -15,7 +15,7 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.transforms import BaseTransform
 from torch_geometric.utils import coalesce, degree, remove_self_loops, to_torch_csr_tensor
 
-from ..validation import check_edge_index, check_memory
+from ..validation import MAX_VALUE, check_edge_index, check_memory, check_values
 
 
 def degree_features(edge_index: Tensor, num_nodes: int, max_degree: int = 32) -> Tensor:
@@ -37,10 +37,7 @@ def node_features(data: Data, max_degree: int = 32) -> Tensor:
         x = x.unsqueeze(-1)
     if not (x.is_floating_point() or x.dtype in (torch.long, torch.int, torch.bool, torch.uint8)):
         raise TypeError(f"Node features must be numeric; got dtype {x.dtype}.")
-    x = x.float()
-    if not torch.isfinite(x).all():
-        raise ValueError("Node features contain NaN or Inf; clean them (e.g. torch.nan_to_num) before tokenizing.")
-    return x
+    return check_values("Node features", x.float(), MAX_VALUE, "Clean them (e.g. torch.nan_to_num) or rescale them before tokenizing.")
 
 
 AGGREGATIONS = ("gcn", "sum")

@@ -64,7 +64,7 @@ from torch_geometric.utils import coalesce, remove_self_loops, to_dense_batch
 from ..ops.graph import AGGREGATIONS, AddHopFeatures, adjacency, hop_features, node_features, propagate, transpose_csr
 from ..registry import register_tokenizer
 from ..tokens import GraphMeta, Tokens
-from ..validation import check_fraction, check_graph, check_node_index, check_padding, check_sizes, check_values
+from ..validation import MAX_VALUE, check_fraction, check_graph, check_node_index, check_padding, check_sizes, check_values
 
 __all__ = ["AddHopFeatures", "GraphTokenizer", "hop_features", "node_features"]
 
@@ -359,7 +359,7 @@ class GraphTokenizer(nn.Module):
                     f"A tensor input to the graph tokenizer must be precomputed hop features [B, {self.num_hops + 1}, F] "
                     f"at level='node'; got shape {tuple(data.shape)} at level='{self.level}'. Pass a PyG Data/Batch otherwise."
                 )
-            hops, batch = check_values("Hop features", data.float(), fix="Recompute them from finite node features."), None
+            hops, batch = check_values("Hop features", data.float(), MAX_VALUE, "Recompute them from finite node features."), None
         elif isinstance(data, Data):
             if self.level == "node" and self.aggr == "gcn" and (self.propagate == "embeddings" or getattr(data, "hops", None) is None):
                 return self._node_level_graph(data)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..registry import register_tokenizer
 from ..tokens import ImageMeta, Tokens
-from ..validation import as_float, check_memory, check_sizes, check_values
+from ..validation import MAX_VALUE, as_float, check_memory, check_sizes, check_values
 
 
 class ConvStem(nn.Module):
@@ -109,8 +109,8 @@ class ImageTokenizer(nn.Module):
             else:
                 fix = f"Pass in_chans={x.shape[1] if x.ndim == 4 else '...'} to accept other channel counts."
             raise ValueError(f"Image tokenizer expects [B, {self.in_chans}, H, W]; got shape {tuple(x.shape)}. {fix}")
-        x = check_values("Image pixels", as_float("Images", x, self.patch_embed.proj.weight.dtype),
-                         fix="Repair or drop those images (e.g. torch.nan_to_num) before tokenizing.")
+        x = check_values("Image pixels", as_float("Images", x, self.patch_embed.proj.weight.dtype), MAX_VALUE,
+                         "Repair or drop those images (e.g. torch.nan_to_num), or rescale them, before tokenizing.")
         p = self.patch_size
         for side, name in zip(x.shape[2:], ("height", "width")):
             if side % p or side == 0:
