@@ -57,6 +57,9 @@ def create_variant(variant: str, dim: int, depth: int, tokenizer: Any = "pointcl
     check_int("dim", dim, 1, MAX_DIM, "Pick the token width, e.g. 384.")
     check_int("depth", depth, 0, MAX_DEPTH, "Pick the number of trunk blocks, e.g. 8.")
     check_int("num_classes", num_classes, 0, None, "Pass the number of classes (0 gives features).")
+    for name, value in (("tokenizer_kwargs", tokenizer_kwargs), ("head_kwargs", head_kwargs)):
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f"{name} must be a dict of keyword arguments; got {value!r} ({type(value).__name__}).")
     tokenizer_kwargs = task_tokenizer_kwargs(tokenizer, task, tokenizer_kwargs)
     drop_rate = kwargs.pop("drop_rate", 0.0)
     if BLOCKS.resolve(block) == "external_attention" and "num_heads" not in kwargs:

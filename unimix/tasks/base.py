@@ -73,6 +73,7 @@ class Task:
         logits, target = self.flatten(out, target)
         if target.is_floating_point():  # soft targets: score against their argmax
             target = target.argmax(-1)
+        self.check_targets(target)  # also with a custom loss_fn, which never calls :meth:`loss`
         metrics.update(logits.detach(), target)
 
 
