@@ -188,7 +188,6 @@ class Trainer(Evaluator):
                    disable=not (self.progress and D.is_main_process()) or steps < 2)
         self.optimizer.zero_grad(set_to_none=True)
         self._epoch_start = self._now()
-        wall_start = time.perf_counter()
         for step in bar:
             inputs, targets, batches = {}, {}, {}
             for task, loader in loaders.items():
@@ -222,10 +221,11 @@ class Trainer(Evaluator):
             if self._out_of_time():
                 break
         bar.close()
-        self.train_time += self._epoch_clock()
+        seconds = self._epoch_clock()
+        self.train_time += seconds
         self._epoch_start = None
         record = self._summarise("train", sums, metrics, {})
-        record["train_samples_per_s"] = samples / max(time.perf_counter() - wall_start, 1e-9)
+        record["train_samples_per_s"] = samples / max(seconds, 1e-9)  # per second of the budget's clock
         return record
 
     def _update(self) -> None:
