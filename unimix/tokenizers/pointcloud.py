@@ -18,6 +18,7 @@ from torch_geometric.utils import to_dense_batch
 from ..ops.grouping import FPS_BACKENDS, KNN_BACKENDS, FPSCache, check_backend, farthest_point_sample, gather_points, knn
 from ..registry import register_tokenizer
 from ..tokens import PointMeta, Tokens
+from ..validation import MAX_COORD, as_float, check_batch_vector, check_int, check_sizes, check_values, declared_groups
 
 
 @dataclass
@@ -31,20 +32,29 @@ class PointBatch:
     sizes: list[int]
 
 
-def _check_values(name: str, t: Tensor) -> None:
-    if not t.is_floating_point():
-        raise TypeError(f"Point {name} must be floating point (float32 is usual); got dtype {t.dtype}. Convert with .float().")
-    if not torch.isfinite(t).all():
-        bad = (~torch.isfinite(t)).any(-1).nonzero()[0].tolist()
-        raise ValueError(
-            f"Point {name} contain NaN or Inf (first at index {bad}). Remove those points "
-            "(e.g. x[torch.isfinite(x).all(-1)]) before tokenizing."
-        )
+def _check_values(name: str, t: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The boundary (:mod:`unimix.validation`): floats converted to the weights' dtype, then every
+    value finite and within ``MAX_COORD`` (checked after the cast: float64 beyond float32's range is
+    inf by then). One ``aminmax`` over the points."""
+    t = as_float(f"Point {name}", t, dtype, "Convert with .float() (float32 is usual).")
+    return check_values(f"Point {name}", t, MAX_COORD, "Remove those points (e.g. x[torch.isfinite(x).all(-1)]) or rescale "
+                        "the coordinates (unimix.io.normalize_points) before tokenizing.")
 
 
-def to_point_batch(x: object, in_chans: int) -> PointBatch:
+def _layout_hint(shape: tuple, in_chans: int, channel_axis: int) -> str:
+    c = shape[channel_axis]
+    if c == in_chans or (3 <= c <= 9 < shape[-1]):  # [B, C, P]: channels first, as PointNet code often keeps them
+        return f"It looks channels-first ([..., {c}, {shape[-1]}]): pass x.transpose(-1, -2)" + (
+            "." if c == in_chans else f" and build the tokenizer with in_chans={c}.")
+    if shape[-1] < in_chans:
+        return f"Give the {in_chans - 3} feature channels after xyz, or build the tokenizer with in_chans={shape[-1]}."
+    return f"Pass in_chans={shape[-1]} to the tokenizer if the extra channels are meant."
+
+
+def to_point_batch(x: object, in_chans: int, dtype: torch.dtype = torch.float32) -> PointBatch:
     """Accept ``[B, P, in_chans]``, a list of ``[P_i, in_chans]`` tensors, or a PyG ``Data``/``Batch``
-    with ``pos`` (+ ``x`` or ``normal`` for extra channels) and ``batch``."""
+    with ``pos`` (+ ``x`` or ``normal`` for extra channels) and ``batch``; values are converted to
+    ``dtype`` and checked (finite, within ``unimix.validation.MAX_COORD``)."""
     extra = in_chans - 3
     if isinstance(x, Tensor):
         if x.ndim == 2:
@@ -52,11 +62,13 @@ def to_point_batch(x: object, in_chans: int) -> PointBatch:
         if x.ndim != 3 or x.shape[-1] != in_chans:
             raise ValueError(
                 f"Point clouds must be [B, P, {in_chans}] (xyz{' + ' + str(extra) + ' features' if extra else ''}); "
-                f"got shape {tuple(x.shape)}. Pass in_chans={x.shape[-1]} to the tokenizer if the extra channels are meant."
+                f"got shape {tuple(x.shape)}. " + (_layout_hint(tuple(x.shape), in_chans, 1) if x.ndim == 3 else
+                                                  "Pass one cloud [P, C] or a batch [B, P, C].")
             )
-        if x.shape[1] == 0:
-            raise ValueError("Empty point cloud (0 points); every cloud needs at least num_groups points.")
-        _check_values("clouds", x)
+        if x.shape[1] == 0 or x.shape[0] == 0:
+            raise ValueError(f"Empty point cloud input of shape {tuple(x.shape)} ({'0 clouds' if x.shape[0] == 0 else '0 points'}); "
+                             "pass at least one cloud of at least num_groups points.")
+        x = _check_values("clouds", x, dtype)
         return PointBatch(x[..., :3], x[..., 3:] if extra else None, None, "dense", [x.shape[1]] * x.shape[0])
     if isinstance(x, (list, tuple)):
         if not x:
@@ -65,10 +77,11 @@ def to_point_batch(x: object, in_chans: int) -> PointBatch:
             if not isinstance(c, Tensor):
                 raise TypeError(f"Cloud {i} is a {type(c).__name__}; expected a tensor [P, {in_chans}].")
             if c.ndim != 2 or c.shape[-1] != in_chans:
-                raise ValueError(f"Cloud {i} has shape {tuple(c.shape)}; expected [P, {in_chans}]. Pass in_chans={c.shape[-1]} if meant.")
+                hint = _layout_hint(tuple(c.shape), in_chans, 0) if c.ndim == 2 else "Each cloud is one [P, C] tensor."
+                raise ValueError(f"Cloud {i} has shape {tuple(c.shape)}; expected [P, {in_chans}]. {hint}")
             if c.shape[0] == 0:
                 raise ValueError(f"Cloud {i} is empty (0 points); drop it or give it at least num_groups points.")
-            _check_values(f"cloud {i}", c)
+        x = [_check_values(f"cloud {i}", c, dtype) for i, c in enumerate(x)]
         sizes = [c.shape[0] for c in x]
         flat = torch.cat(list(x), 0)
         batch = torch.repeat_interleave(torch.arange(len(x), device=flat.device), torch.tensor(sizes, device=flat.device))
@@ -78,26 +91,28 @@ def to_point_batch(x: object, in_chans: int) -> PointBatch:
         pos = getattr(x, "pos", None)
         if pos is None:
             raise ValueError("A PyG Data/Batch point cloud needs `pos` [P, 3]; it has none.")
+        if not isinstance(pos, Tensor) or pos.ndim != 2 or pos.shape[-1] != 3:
+            raise ValueError(f"`pos` must be [P, 3]; got {tuple(pos.shape) if isinstance(pos, Tensor) else type(pos).__name__}.")
         if pos.shape[0] == 0:
             raise ValueError("Empty point cloud (0 points in `pos`).")
-        _check_values("pos", pos)
+        pos = _check_values("pos", pos, dtype)
         feats = None
         if extra:
             feats = x.x if getattr(x, "x", None) is not None else getattr(x, "normal", None)
-            if feats is None or feats.shape[-1] != extra:
-                got = None if feats is None else feats.shape[-1]
-                raise ValueError(f"Tokenizer has in_chans={in_chans}: it needs {extra} extra channels in `x` or `normal`; got {got}.")
-            _check_values("features", feats)
+            if not isinstance(feats, Tensor) or feats.shape != (pos.shape[0], extra):
+                got = tuple(feats.shape) if isinstance(feats, Tensor) else feats
+                raise ValueError(f"Tokenizer has in_chans={in_chans}: it needs {extra} extra channels per point in `x` or `normal` "
+                                 f"([{pos.shape[0]}, {extra}]); got {got}.")
+            feats = _check_values("features", feats, dtype)
         batch = getattr(x, "batch", None)
         if batch is None:
             batch = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
-        sizes = torch.bincount(batch).tolist()
-        if min(sizes) == 0:
-            raise ValueError(f"Cloud {sizes.index(0)} of the batch is empty (0 points).")
+        sizes = check_batch_vector(batch, pos.shape[0], declared_groups(x), "cloud", "points").tolist()
         flat = pos if feats is None else torch.cat([pos, feats], -1)
         dense, mask = to_dense_batch(flat, batch)
         return PointBatch(dense[..., :3], dense[..., 3:] if extra else None, mask, "batch", sizes)
-    raise TypeError(f"Point-cloud tokenizer expects a tensor [B, P, {in_chans}], a list of [P_i, {in_chans}] tensors or a PyG Batch with `pos`; got {type(x).__name__}.")
+    raise TypeError(f"Point-cloud tokenizer expects a tensor [B, P, {in_chans}], a list of [P_i, {in_chans}] tensors or a PyG Batch with `pos`; "
+                    f"got {type(x).__name__}" + (". Convert with torch.from_numpy(x).float()." if hasattr(x, "__array__") else "."))
 
 
 class MiniPointNet(nn.Module):
@@ -153,8 +168,9 @@ class PointCloudTokenizer(nn.Module):
     def __init__(self, embed_dim: int = 384, num_groups: int = 64, group_size: int = 32, in_chans: int = 3, hidden: int = 128,
                  fps_backend: str = "auto", knn_backend: str = "auto", fps_cache: int = 0, short_clouds: str = "repeat"):
         super().__init__()
-        if in_chans < 3:
-            raise ValueError(f"in_chans must be at least 3 (xyz); got {in_chans}.")
+        check_sizes("PointCloudTokenizer", embed_dim=embed_dim, num_groups=num_groups, group_size=group_size, hidden=hidden)
+        check_int("PointCloudTokenizer: in_chans (xyz and features)", in_chans, 3, None)
+        check_int("PointCloudTokenizer: fps_cache", fps_cache, 0, None)
         self.embed_dim, self.num_groups, self.group_size, self.in_chans = embed_dim, num_groups, group_size, in_chans
         self.fps_backend = check_backend("FPS", fps_backend, FPS_BACKENDS)
         self.knn_backend = check_backend("kNN", knn_backend, KNN_BACKENDS)
@@ -222,7 +238,7 @@ class PointCloudTokenizer(nn.Module):
         return out
 
     def forward(self, x: object) -> Tokens:
-        pb = to_point_batch(x, self.in_chans)
+        pb = to_point_batch(x, self.in_chans, self.pos_embed[0].weight.dtype)
         centers, group_idx = self.group(pb)
         rel = gather_points(pb.xyz, group_idx) - centers.unsqueeze(2)  # b g k 3
         if pb.feats is not None:
