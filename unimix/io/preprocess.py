@@ -58,7 +58,7 @@ class PointCloudPreprocess:
     @property
     def in_chans(self) -> int:
         """Channels per point after preprocessing (what the tokenizer's ``in_chans`` must be)."""
-        return 3 + 3 * self.normals + 3 * (self.normalize == "unit_sphere_extent")
+        return 3 + 3 * self.normals + 3 * self.normalize.endswith("extent")
 
     def __call__(self, points: Tensor, seed: int | None = ..., generator: torch.Generator | None = None) -> Tensor:
         """``[P, C]`` raw points -> ``[num_points, in_chans]`` float32."""

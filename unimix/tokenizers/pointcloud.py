@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from einops import reduce
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.utils import to_dense_batch
@@ -116,7 +116,13 @@ def to_point_batch(x: object, in_chans: int, dtype: torch.dtype = torch.float32)
 
 
 class MiniPointNet(nn.Module):
-    """``[B, G, K, C] -> [B, G, D]``: shared MLP, max-pool, concat global, MLP, max-pool."""
+    """``[B, G, K, C] -> [B, G, D]``: shared MLP, max-pool, concat global, MLP, max-pool.
+
+    The second stage's first layer acts on ``[global, point]`` features; its global half is the same
+    for every point of a group, so it is applied once per group and broadcast (``W [g, f] = W_g g +
+    W_f f``): the same function and parameters as the concatenation, with half that layer's
+    multiply-adds on the ``B x G x K`` grouped points (see ``benchmarks/README.md`` for the speed).
+    """
 
     def __init__(self, in_chans: int, embed_dim: int, hidden: int = 128):
         super().__init__()
@@ -124,10 +130,15 @@ class MiniPointNet(nn.Module):
         self.second = nn.Sequential(nn.Linear(4 * hidden, 4 * hidden), nn.LayerNorm(4 * hidden), nn.GELU(), nn.Linear(4 * hidden, embed_dim))
 
     def forward(self, groups: Tensor) -> Tensor:
-        f = self.first(groups)
-        g = reduce(f, "b g k c -> b g 1 c", "max")
-        f = self.second(torch.cat([g.expand_as(f), f], -1))
-        return reduce(f, "b g k d -> b g d", "max")
+        f = self.first(groups)  # b g k 2h
+        g = f.max(2, keepdim=True).values  # max with indices: its backward is a scatter, not a tie-sharing mask
+        lin, half = self.second[0], f.shape[-1]
+        h = F.linear(f, lin.weight[:, half:]) + F.linear(g, lin.weight[:, :half], lin.bias)  # = lin(cat([g, f]))
+        f = self.second[1:](h)
+        return f.max(2).values
+
+
+SHORT_CLOUDS = ("repeat", "error")
 
 
 @register_tokenizer("pointcloud")
@@ -146,12 +157,16 @@ class PointCloudTokenizer(nn.Module):
             ``scipy`` or ``numba``.
         fps_cache: remember the FPS of up to this many clouds, keyed by their exact contents, so a
             cloud seen again (the test set every epoch) skips FPS with the same result; 0 turns it off.
+        short_clouds: a cloud with fewer (distinct) points than ``num_groups`` (a sparse scan, a cloud
+            resampled with repeats, point dropout): ``repeat`` (default) takes all its distinct points
+            as centres, in farthest-point order, repeated to ``num_groups`` tokens; ``error`` raises.
+            Other clouds are grouped exactly as without it.
     """
 
     modality = "pointcloud"
 
     def __init__(self, embed_dim: int = 384, num_groups: int = 64, group_size: int = 32, in_chans: int = 3, hidden: int = 128,
-                 fps_backend: str = "auto", knn_backend: str = "auto", fps_cache: int = 0):
+                 fps_backend: str = "auto", knn_backend: str = "auto", fps_cache: int = 0, short_clouds: str = "repeat"):
         super().__init__()
         check_sizes("PointCloudTokenizer", embed_dim=embed_dim, num_groups=num_groups, group_size=group_size, hidden=hidden)
         check_int("PointCloudTokenizer: in_chans (xyz and features)", in_chans, 3, None)
@@ -160,6 +175,9 @@ class PointCloudTokenizer(nn.Module):
         self.fps_backend = check_backend("FPS", fps_backend, FPS_BACKENDS)
         self.knn_backend = check_backend("kNN", knn_backend, KNN_BACKENDS)
         self.fps_cache = FPSCache(fps_cache) if fps_cache > 0 else None
+        if short_clouds not in SHORT_CLOUDS:
+            raise ValueError(f"short_clouds must be one of {SHORT_CLOUDS}; got {short_clouds!r}.")
+        self.short_clouds = short_clouds
         self.encoder = MiniPointNet(in_chans, embed_dim, hidden)
         self.pos_embed = nn.Sequential(nn.Linear(3, hidden), nn.GELU(), nn.Linear(hidden, embed_dim))
 
@@ -179,19 +197,45 @@ class PointCloudTokenizer(nn.Module):
     def group(self, pb: PointBatch) -> tuple[Tensor, Tensor]:
         """Centres ``[B, G, 3]`` and neighbour indices ``[B, G, K]`` for a padded batch."""
         small = [i for i, s in enumerate(pb.sizes) if s < self.num_groups]
-        if small:
+        if small and self.short_clouds == "error":
             i = small[0]
             raise ValueError(
                 f"Cloud {i} has {pb.sizes[i]} points, fewer than num_groups={self.num_groups}. "
-                f"Build the tokenizer with num_groups<={pb.sizes[i]} or resample the cloud to more points."
+                f"Build the tokenizer with num_groups<={pb.sizes[i]} or resample the cloud to more points "
+                "(or short_clouds='repeat')."
             )
-        if self.fps_cache is not None:
-            centre_idx = self.fps_cache.sample(pb.xyz, self.num_groups, pb.mask, backend=self.fps_backend, ordered=False)
-        else:
-            centre_idx = farthest_point_sample(pb.xyz, self.num_groups, pb.mask, backend=self.fps_backend, ordered=False)
+        try:
+            centre_idx = None if small else self._fps(pb.xyz, pb.mask, self.num_groups)
+        except ValueError:  # fewer distinct points than groups in some cloud
+            if self.short_clouds == "error":
+                raise
+            centre_idx = None
+        if centre_idx is None:
+            centre_idx = self._fps_short(pb)
         centers = gather_points(pb.xyz, centre_idx)
         group_idx = knn(centers, pb.xyz, self.group_size, pb.mask, backend=self.knn_backend)
         return centers, group_idx
+
+    def _fps(self, xyz: Tensor, mask: Tensor | None, g: int) -> Tensor:
+        if self.fps_cache is not None:
+            return self.fps_cache.sample(xyz, g, mask, backend=self.fps_backend, ordered=False)
+        return farthest_point_sample(xyz, g, mask, backend=self.fps_backend, ordered=False)
+
+    def _fps_short(self, pb: PointBatch) -> Tensor:
+        """Centres when some cloud has fewer distinct points than ``num_groups``: those clouds take every
+        distinct point (FPS over them), repeated cyclically; the others are sampled as usual."""
+        g = self.num_groups
+        distinct = [torch.unique(pb.xyz[i, : pb.sizes[i]].detach(), dim=0).shape[0] for i in range(len(pb.sizes))]
+        full = [i for i, d in enumerate(distinct) if d >= g]
+        out = torch.empty(len(distinct), g, dtype=torch.long, device=pb.xyz.device)
+        if full:
+            sel = torch.tensor(full, device=pb.xyz.device)
+            out[sel] = self._fps(pb.xyz[sel], None if pb.mask is None else pb.mask[sel], g)
+        for i, d in enumerate(distinct):
+            if d < g:  # valid points come first in every layout
+                idx = self._fps(pb.xyz[i : i + 1, : pb.sizes[i]], None, d)[0]
+                out[i] = idx[torch.arange(g, device=idx.device) % d]
+        return out
 
     def forward(self, x: object) -> Tokens:
         pb = to_point_batch(x, self.in_chans, self.pos_embed[0].weight.dtype)
