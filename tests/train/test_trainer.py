@@ -173,7 +173,10 @@ def test_dict_batches_and_segmentation_metrics():
     assert logits.shape == (len(data) * 64, unimix.data.NUM_PARTS)
 
 
-def test_bad_arguments_are_explained():
+def test_bad_arguments_are_explained(tmp_path):
+    (tmp_path / "run").write_text("x")
+    with pytest.raises(ValueError, match="output_dir '.*run' is a file; pass a folder path"):
+        Trainer(image_model(), output_dir=tmp_path / "run")  # at construction, not after the training
     with pytest.raises(ValueError, match="linear_probe"):
         Trainer(image_model(), strategy="linear-prob")
     with pytest.raises(ValueError, match="trainable_blocks"):
