@@ -229,8 +229,10 @@ def test_loss_hook_sees_the_batch_and_rows_dataset():
 
 def test_a_diverging_run_stops_with_an_explanation():
     x, y = image_data(16)
-    x[0, 0, 0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match="learning rate"):
+        unimix.finetune(image_model(), (x * 10, y), epochs=5, lr=1e6, batch_size=4, progress=False, verbose=False)
+    x[0, 0, 0, 0] = float("nan")  # a NaN input is refused where it enters, before it can reach the loss
+    with pytest.raises(ValueError, match="Image pixels contain NaN or Inf: NaN at index"):
         unimix.finetune(image_model(), (x, y), epochs=1, batch_size=16, progress=False, verbose=False)
 
 
