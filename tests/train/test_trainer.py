@@ -201,10 +201,10 @@ def test_test_scores_are_read_at_the_best_validation_epoch():
 
 def test_time_budget_stops_training_and_the_schedule_follows_the_clock():
     x, y = image_data(64)
-    trainer = Trainer(image_model(), epochs=1000, lr=1e-3, batch_size=4, time_budget_s=1.5, warmup_epochs=10,
+    trainer = Trainer(image_model(), epochs=1000, lr=1e-3, batch_size=4, time_budget_s=1.5, warmup_epochs=10, budget_clock="cpu",
                       progress=False, verbose=False)
     history = trainer.fit((x, y), (x, y))
-    assert len(history) < 1000 and 1.5 <= trainer.train_time < 5
+    assert len(history) < 1000 and 1.5 <= trainer.train_time < 10  # CPU seconds: a loaded machine does not inflate them
     assert history[-1]["lr"] < 0.2 * 1e-3  # the cosine ran to its end with the budget
     assert "val_acc" in history[-1]
 
