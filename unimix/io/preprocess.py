@@ -20,10 +20,9 @@ import torch
 from torch import Tensor
 
 from ..registry import register_reader
+from .arrays import IMAGE_FORMATS
 from .pointcloud import MESH_FORMATS, POINT_FORMATS, read_point_cloud
 from .points import NORMALIZATIONS, SAMPLINGS, normalize_points, resample_points
-
-IMAGE_FORMATS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 
 @dataclass

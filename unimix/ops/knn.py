@@ -6,14 +6,19 @@ import torch
 from torch import Tensor
 
 from .common import _KNN_CHUNK_ELEMENTS, _POINTS_PER_CELL, KNN_BACKENDS, check_backend, numba_available, numba_points, require_numba, thread_pool
+from .export_points import is_exporting, knn_static
 
 def knn(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None = None, backend: str = "auto") -> Tensor:
     """Indices of the ``k`` nearest valid points of ``xyz [B, P, 3]`` for each ``query [B, G, 3]``.
 
     Returns ``[B, G, k]`` sorted by distance. A cloud with fewer than ``k`` valid points repeats
     its nearest point to fill the group. ``backend``: ``auto`` (numba on CPU, else scipy k-d trees
-    on CPU for large problems; torch otherwise), ``torch``, ``scipy`` or ``numba``.
+    on CPU for large problems; torch otherwise), ``torch``, ``scipy`` or ``numba``. While a model is
+    exported (``torch.export``) without a mask, :func:`~unimix.ops.export_points.knn_static` (the
+    same neighbours, in ONNX ops).
     """
+    if mask is None and is_exporting():
+        return knn_static(query, xyz, k)
     b, g, _ = query.shape
     p = xyz.shape[1]
     name = check_backend("kNN", backend, KNN_BACKENDS)
