@@ -30,26 +30,32 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 OP_TYPES = ["MatMul", "Gemm", "Conv"]
 
 
-def calibration_feeds(path: str | os.PathLike, inputs: Iterable[Any]) -> list[dict[str, np.ndarray]]:
-    """Feeds for the model at ``path`` from model inputs: arrays / tensors (the model's one input),
-    ``{name: array}`` dicts, or PyG ``Data`` / ``Batch`` graphs (``x``, ``edge_index``, ``batch``, ``edge_attr``)."""
-    names = OnnxModel(path).input_names
-    feeds = []
-    for item in inputs:
-        if isinstance(item, dict):
-            feeds.append({n: _numpy(item[n]) for n in names})
-        elif hasattr(item, "edge_index"):
-            batch = getattr(item, "batch", None)
-            values = {"x": getattr(item, "x", None), "edge_index": item.edge_index, "edge_attr": getattr(item, "edge_attr", None),
-                      "batch": batch if batch is not None else np.zeros(item.num_nodes, dtype=np.int64)}
-            feeds.append({n: _numpy(values[n]) for n in names})
-        elif len(names) == 1:
-            feeds.append({names[0]: _numpy(item)})
-        else:
-            raise TypeError(f"Calibration inputs for a model with inputs {names} must be dicts or PyG graphs; got {type(item).__name__}.")
+def calibration_feeds(path: str | os.PathLike | list[str], inputs: Iterable[Any]) -> list[dict[str, np.ndarray]]:
+    """Feeds for the model at ``path`` (or with these input names) from model inputs: arrays / tensors
+    (the model's one input), ``{name: array}`` dicts, or PyG ``Data`` / ``Batch`` graphs (``x``,
+    ``edge_index``, ``batch``, ``edge_attr``)."""
+    names = list(path) if isinstance(path, (list, tuple)) else OnnxModel(path).input_names
+    feeds = [to_feeds(names, item) for item in inputs]
     if not feeds:
         raise ValueError("The calibration set is empty; pass a few hundred training inputs (or use method='dynamic').")
     return feeds
+
+
+def to_feeds(names: list[str], item: Any) -> dict[str, np.ndarray]:
+    """One model input as ``{input name: array}`` (see :func:`calibration_feeds`)."""
+    if isinstance(item, dict):
+        return {n: _numpy(item[n]) for n in names}
+    if hasattr(item, "edge_index"):
+        batch = getattr(item, "batch", None)
+        values = {"x": getattr(item, "x", None), "edge_index": item.edge_index, "edge_attr": getattr(item, "edge_attr", None),
+                  "batch": batch if batch is not None else np.zeros(item.num_nodes, dtype=np.int64)}
+        missing = [n for n in names if values.get(n) is None]
+        if missing:
+            raise ValueError(f"The graph has no {missing}; the model takes {names}.")
+        return {n: _numpy(values[n]) for n in names}
+    if len(names) == 1:
+        return {names[0]: _numpy(item)}
+    raise TypeError(f"Inputs for a model with inputs {names} must be dicts or PyG graphs; got {type(item).__name__}.")
 
 
 def _numpy(a: Any) -> np.ndarray:
