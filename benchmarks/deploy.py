@@ -11,7 +11,7 @@
    fp32, onnxruntime fp32 and both int8 files on the test sets; the drop is fp32 minus int8, in points.
 3. Times, at batch 1 (latency, ms) and batch 64 (samples/s), torch eager, eager after ``fold()``,
    ``torch.compile`` (of the folded model), onnxruntime fp32 (with and without folding) and
-   onnxruntime int8, all on one thread (torch and onnxruntime alike); the image rows include timm's
+   onnxruntime int8 (static QDQ: ``ort_int8``; dynamic: ``ort_int8_dynamic``), all on one thread (torch and onnxruntime alike); the image rows include timm's
    ``MlpMixer`` and ResMLP (``MlpMixer`` with ``ResBlock``/``Affine``) at the same configuration,
    through the same paths. Paths are timed in turn, round after round (interleaved); figures are
    medians over rounds.
@@ -108,8 +108,7 @@ def image_model(block: str, num_classes: int = 10):
 
 
 def timm_model(block: str, num_classes: int = 10):
-    from timm.layers import Affine
-    from timm.models.mlp_mixer import MlpMixer, ResBlock
+    from timm.models.mlp_mixer import Affine, MlpMixer, ResBlock
 
     if block == "mixer":
         return MlpMixer(num_classes=num_classes, img_size=32, patch_size=4, num_blocks=4, embed_dim=128, mlp_ratio=(0.5, 4.0))
@@ -234,7 +233,9 @@ def paths_for(name: str, model, inputs: dict, out: Path, calibration, compile_: 
     else:
         fp32, unfolded = export_plain(model, example, out / f"{name}.onnx"), None
     int8 = files.get("static") or quantize(fp32, out / f"{name}.int8.onnx", method="static", calibration=calibration)
-    sessions = {"ort_fp32": OnnxModel(fp32, threads=1), "ort_int8": OnnxModel(int8, threads=1)}
+    dynamic = files.get("dynamic") or quantize(fp32, out / f"{name}.int8dyn.onnx", method="dynamic")
+    sessions = {"ort_fp32": OnnxModel(fp32, threads=1), "ort_int8": OnnxModel(int8, threads=1),
+                "ort_int8_dynamic": OnnxModel(dynamic, threads=1)}
     if unfolded is not None:
         sessions["ort_fp32_nofold"] = OnnxModel(unfolded, threads=1)
     runners = {}

@@ -111,15 +111,16 @@ def test_point_parity_every_block_with_grouping_inside(tmp_path_factory, block):
     assert max_abs_diff(ort(x.numpy()), logits(model, x)) <= ATOL
 
 
-def test_point_graph_has_no_p_by_p_tensor_and_one_fps_loop(tmp_path_factory):
+def test_point_graph_is_a_fixed_fps_loop_of_standard_ops(tmp_path_factory):
     import onnx
 
     model = build("pointcloud", "external_attention")
     ort = exported(tmp_path_factory, ("pointcloud", "external_attention"), model, torch.randn(2, 128, 3))
     graph = onnx.load(str(ort.path)).graph
     ops = [n.op_type for n in graph.node]
-    assert ops.count("Scan") == 1 and "TopK" in ops
-    assert {"Unique", "NonZero"}.isdisjoint(ops)
+    assert ops.count("ArgMax") == 1 + 15 and ops.count("Min") >= 15  # the start, then G - 1 = 15 steps
+    assert "TopK" in ops and all(n.domain in ("", "ai.onnx") for n in graph.node)
+    assert {"Unique", "NonZero", "Scan", "Loop"}.isdisjoint(ops)
     # a P x P distance matrix would need MatMul/Sub over two point axes; the largest tensor is B x G x P
     sess = ort.session
     x = np.random.randn(1, 2000, 3).astype(np.float32)

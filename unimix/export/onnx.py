@@ -284,15 +284,46 @@ def _copy(model: nn.Module) -> nn.Module:
 
 
 def _torch_export(plan: _Plan, opset: int):
+    import contextlib
+    import io
+    import logging
     import warnings
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.ExitStack() as stack:
+        for name in ("torch", "onnx_ir", "onnxscript"):  # torch.export prints whole graphs at data-dependent sizes (graphs)
+            logger = logging.getLogger(name)
+            stack.callback(logger.setLevel, logger.level)
+            logger.setLevel(logging.ERROR)
         warnings.simplefilter("ignore")  # the exporter's own progress and deprecation notes
         # optimize=False: onnxscript's rewriter drops `x + c` for any |c| < 1e-8 as `x + 0` (the 1e-9 guard of
         # external attention's double normalisation, which then divides 0 by 0 on padded tokens). onnxruntime
         # folds constants and fuses layers itself when it loads the file.
         return torch.onnx.export(plan.module, plan.args, input_names=plan.names, output_names=["logits"], opset_version=opset,
-                                 dynamic_shapes=plan.dynamic, dynamo=True, verbose=False, optimize=False)
+                                 dynamic_shapes=plan.dynamic, dynamo=True, verbose=False, optimize=False,
+                                 custom_translation_table={torch.ops.unimix.fps_loop.default: _fps_loop_onnx})
+
+
+def _fps_loop_onnx(xyz, start, num_samples: int):
+    """``unimix::fps_loop`` as ONNX: ``num_samples - 1`` unrolled steps over float64 per-axis rows
+    (:func:`unimix.ops.export_points.farthest_point_sample_static`; the same values as its eager loop)."""
+    import onnx_ir as ir
+    from onnxscript import opset18 as op
+
+    x = op.Cast(xyz, to=ir.DataType.DOUBLE)
+    axes = [op.Gather(x, op.Constant(value_int=a), axis=2) for a in range(3)]  # [B, P] each
+    dist = op.ConstantOfShape(op.Shape(axes[0]), value=ir.tensor([float("inf")], dtype=ir.DataType.DOUBLE))
+    far = op.Unsqueeze(start, op.Constant(value_ints=[1]))  # [B, 1]
+    picks = [far]
+    for _ in range(num_samples - 1):
+        d = None
+        for p in axes:  # (dx * dx + dy * dy) + dz * dz, as the numba kernel
+            t = op.Sub(p, op.GatherElements(p, far, axis=1))
+            t = op.Mul(t, t)
+            d = t if d is None else op.Add(d, t)
+        dist = op.Min(dist, d)
+        far = op.ArgMax(dist, axis=1, keepdims=1)  # the first maximum: ties to the lowest index
+        picks.append(far)
+    return op.Concat(*picks, axis=1)
 
 
 def max_abs_diff(onnx_out: np.ndarray, torch_out: Any) -> float:
