@@ -36,7 +36,8 @@ def _load() -> None:
     from .layers import Trunk
     from .models import MultiTaskModel, UnimixModel, create_model, init_weights, list_models
     from .registry import BLOCKS, HEADS, READERS, TOKENIZERS, register_block, register_head, register_reader, register_tokenizer
-    from .tasks import ClassificationHead, DenseTask, ImageSegmentationHead, NodeHead, PointSegmentationHead, SegmentationHead, Task
+    from .tasks import (ClassificationHead, DenseTask, ImageSegmentationHead, NodeHead, PointSegmentationHead, SegmentationHead,
+                        Task)
     from .timm_weights import from_timm
     from .tokenizers import GraphTokenizer, ImageTokenizer, PointCloudTokenizer, create_tokenizer
     from .tokens import GraphMeta, ImageMeta, PointMeta, TokenMeta, Tokens

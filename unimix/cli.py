@@ -5,7 +5,7 @@
     unimix train config.yaml [--set train.epochs=5 --set model.dim=64]
     unimix eval config.yaml [--model runs/shapes/best] [--split val|test]
     unimix predict runs/shapes/best chair.ply [more files]
-    unimix export runs/shapes/best shapes.onnx [--int8 --calibration-data config.yaml]
+    unimix export runs/shapes/best shapes.onnx [--int8 [--method static --calibration-data config.yaml]]
     unimix predict shapes.onnx chair.ply        # onnxruntime and numpy only: no torch
 
 A config has four parts (every key maps onto the Python API)::
@@ -34,9 +34,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 DATA_KINDS = ("shapes", "planetoid", "tudataset", "npz")
 
@@ -296,8 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="write an ONNX file (grouping and message passing inside), optionally int8")
     x.add_argument("model", help="model folder or Hub id written by save_pretrained / unimix train")
     x.add_argument("output", help="the .onnx file to write")
-    x.add_argument("--int8", action="store_true", help="quantise to int8 with onnxruntime (the float file is kept as *.fp32.onnx)")
-    x.add_argument("--method", default="static", choices=("static", "dynamic"), help="int8 method (default: static QDQ)")
+    x.add_argument("--int8", action="store_true",
+                   help="quantise to int8 with onnxruntime (the float file is kept as *.fp32.onnx)")
+    x.add_argument("--method", default="dynamic", choices=("dynamic", "static"),
+                   help="int8 method: dynamic (default, measured the more accurate) or static QDQ (needs --calibration-data)")
     x.add_argument("--calibration-data", metavar="CONFIG", help="train config whose training set calibrates static int8")
     x.add_argument("--calibration-size", type=int, default=256, help="calibration samples (default 256)")
     x.add_argument("--opset", type=int, default=18)

@@ -121,10 +121,26 @@ def test_point_graph_is_a_fixed_fps_loop_of_standard_ops(tmp_path_factory):
     assert ops.count("ArgMax") == 1 + 15 and ops.count("Min") >= 15  # the start, then G - 1 = 15 steps
     assert "TopK" in ops and all(n.domain in ("", "ai.onnx") for n in graph.node)
     assert {"Unique", "NonZero", "Scan", "Loop"}.isdisjoint(ops)
-    # a P x P distance matrix would need MatMul/Sub over two point axes; the largest tensor is B x G x P
-    sess = ort.session
     x = np.random.randn(1, 2000, 3).astype(np.float32)
-    assert sess.run(None, {"points": x})[0].shape == (1, 5)
+    assert ort.session.run(None, {"points": x})[0].shape == (1, 5)
+
+
+def test_onnx_fps_picks_exactly_the_numba_centres(tmp_path_factory):
+    """The loop's picks (the Concat of its ArgMax outputs), read out of the exported graph, equal numba's."""
+    import onnx
+    import onnxruntime
+
+    model = build("pointcloud", "external_attention")
+    ort = exported(tmp_path_factory, ("pointcloud", "external_attention"), model, torch.randn(2, 128, 3))
+    proto = onnx.load(str(ort.path))
+    made_by = {o: n.op_type for n in proto.graph.node for o in n.output}
+    picks = next(n.output[0] for n in proto.graph.node
+                 if n.op_type == "Concat" and len(n.input) == 16 and all(made_by.get(i) in ("ArgMax", "Unsqueeze") for i in n.input))
+    proto.graph.output.append(onnx.helper.make_tensor_value_info(picks, onnx.TensorProto.INT64, None))
+    sess = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    for x in (torch.randn(3, 500, 3), torch.randint(-3, 4, (2, 300, 3)).float() * 0.5):  # lattice: many equal distances
+        got = sess.run([picks], {"points": x.numpy()})[0]
+        np.testing.assert_array_equal(got, unimix.ops.farthest_point_sample(x, 16).numpy())
 
 
 @pytest.mark.parametrize("block", BLOCKS)

@@ -7,7 +7,8 @@ import importlib
 
 _HOME = {
     "export_onnx": "onnx", "example_input": "onnx", "max_abs_diff": "onnx", "ExportParityError": "onnx",
-    "quantize": "quantization", "QUANTIZATION_METHODS": "quantization", "calibration_feeds": "quantization", "to_feeds": "quantization",
+    "quantize": "quantization", "QUANTIZATION_METHODS": "quantization", "calibration_feeds": "quantization",
+    "to_feeds": "quantization",
     "OnnxModel": "runtime", "predict_files": "runtime", "METADATA_KEY": "runtime",
 }
 __all__ = sorted(_HOME)

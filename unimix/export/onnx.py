@@ -85,9 +85,11 @@ def _image_plan(model, x, dynamic_batch: bool, dynamic_size: bool | None) -> _Pl
     if dynamic_size:
         p = tok.patch_size
         if x.shape[2] // p < 2 or x.shape[3] // p < 2:
-            raise ValueError(f"A dynamic image size needs an example of at least {2 * p}x{2 * p} pixels; got {tuple(x.shape[2:])}.")
+            raise ValueError(f"A dynamic image size needs an example of at least {2 * p}x{2 * p} pixels; "
+                             f"got {tuple(x.shape[2:])}.")
         axes[2], axes[3] = p * _dim("height_patches"), p * _dim("width_patches")
-    info = {"in_chans": tok.in_chans, "img_size": list(tok.img_size), "patch_size": tok.patch_size, "dynamic_size": bool(dynamic_size)}
+    info = {"in_chans": tok.in_chans, "img_size": list(tok.img_size), "patch_size": tok.patch_size,
+            "dynamic_size": bool(dynamic_size)}
     return _Plan(ImageExport(model), (x,), ["images"], (axes or None,), info, check)
 
 
@@ -133,7 +135,8 @@ def _graph_plan(model, data, dynamic_batch: bool) -> _Plan:
         info = {"level": "node", "num_hops": tok.num_hops, "in_channels": hops.shape[-1]}
         return _Plan(HopExport(model), (_at_least_two(hops),), ["hops"], ({0: _dim("nodes")},), info, (hops,))
     if not isinstance(data, Data) or getattr(data, "edge_index", None) is None:
-        raise TypeError(f"A graph-level model exports from an example PyG Data / Batch with edge_index; got {type(data).__name__}.")
+        raise TypeError(f"A graph-level model exports from an example PyG Data / Batch with edge_index; "
+                        f"got {type(data).__name__}.")
     check = _graph_args(data, tok)
     if data.num_nodes < 2 or data.edge_index.shape[1] < 2:
         data = Batch.from_data_list([data, data])  # dynamic axes need two entries in the example
@@ -234,7 +237,8 @@ def export_onnx(model: nn.Module, example_input: Any = None, path: str | os.Path
     if len(model.backbone.modalities) != 1:
         raise ValueError(f"export_onnx exports one modality; this model has {model.backbone.modalities}.")
     if int(opset) < MIN_OPSET:
-        raise ValueError(f"opset={opset} is too old: the export needs opset >= {MIN_OPSET} (Resize with antialias, scatter with reduction).")
+        raise ValueError(f"opset={opset} is too old: the export needs opset >= {MIN_OPSET} "
+                         "(Resize with antialias, scatter with reduction).")
     modality = model.backbone.modalities[0]
     if example_input is None:
         example_input = globals()["example_input"](model)

@@ -75,7 +75,8 @@ class OnnxModel:
         pre = dict(self.metadata.get("preprocess") or {})
         m = self.metadata
         if self.modality == "pointcloud" and pre.get("modality") != "pointcloud":
-            return {"num_points": None, "normalize": "none", "normals": m.get("in_chans", 3) == 6, "seed": 0, "sampling": "random"}
+            return {"num_points": None, "normalize": "none", "normals": m.get("in_chans", 3) == 6, "seed": 0,
+                    "sampling": "random"}
         if self.modality == "image" and "img_size" not in pre:
             c = m.get("in_chans", 3)
             return {"img_size": m.get("img_size", [224, 224]), "in_chans": c, "mean": pre.get("mean", [0.5] * c),
@@ -92,7 +93,8 @@ class OnnxModel:
         extra = sorted(set(feeds) - set(self.input_names))
         if missing or extra:
             raise ValueError(f"{self.path.name} takes inputs {self.input_names}; missing {missing}, unexpected {extra}.")
-        feeds = {n: np.ascontiguousarray(feeds[n], dtype=np.int64 if n in _INDEX_INPUTS else np.float32) for n in self.input_names}
+        feeds = {n: np.ascontiguousarray(feeds[n], dtype=np.int64 if n in _INDEX_INPUTS else np.float32)
+                 for n in self.input_names}
         self._check(feeds)
         return self.session.run(None, feeds)[0]
 
@@ -114,7 +116,8 @@ class OnnxModel:
                 raise ValueError(f"Images must be [B, {c}, H, W]; got shape {x.shape}.")
             size, p = m.get("img_size"), m.get("patch_size", 1)
             if not m.get("dynamic_size", True) and size is not None and list(x.shape[2:]) != list(size):
-                raise ValueError(f"This model was exported for {size[0]}x{size[1]} images; got {x.shape[2]}x{x.shape[3]}. Resize them.")
+                raise ValueError(f"This model was exported for {size[0]}x{size[1]} images; got {x.shape[2]}x{x.shape[3]}. "
+                                 "Resize them.")
             if x.shape[2] % p or x.shape[3] % p:
                 raise ValueError(f"Image size {x.shape[2]}x{x.shape[3]} is not a multiple of the patch size {p}; resize it.")
         if "edge_index" in feeds:
@@ -123,7 +126,8 @@ class OnnxModel:
             if e.ndim != 2 or e.shape[0] != 2:
                 raise ValueError(f"edge_index must be [2, E]; got shape {e.shape}.")
             if e.size and (e.min() < 0 or e.max() >= n):
-                raise ValueError(f"edge_index refers to node {int(e.max() if e.max() >= n else e.min())}, but the batch has {n} nodes.")
+                bad = int(e.max() if e.max() >= n else e.min())
+                raise ValueError(f"edge_index refers to node {bad}, but the batch has {n} nodes (0 to {n - 1}).")
             if n and (batch[0] != 0 or (np.diff(batch) < 0).any() or (np.diff(batch) > 1).any()):
                 raise ValueError("batch must number the graphs 0, 1, 2, ... in order, as PyG's Batch does.")
 

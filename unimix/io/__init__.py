@@ -6,7 +6,8 @@ Names load on first use (PEP 562), so the numpy-only readers (:mod:`unimix.io.po
 import importlib
 
 _NAMES = {
-    "pointcloud": ("MESH_FORMATS", "POINT_FORMATS", "read_mesh", "read_off", "read_point_array", "read_point_cloud", "sample_mesh"),
+    "pointcloud": ("MESH_FORMATS", "POINT_FORMATS", "read_mesh", "read_off", "read_point_array", "read_point_cloud",
+                   "sample_mesh"),
     "points": ("NORMALIZATIONS", "SAMPLINGS", "normalize_points", "resample_indices", "resample_points"),
     "preprocess": ("IMAGE_FORMATS", "ImagePreprocess", "PointCloudPreprocess", "preprocess_from_dict"),
 }
