@@ -19,7 +19,7 @@ _PUBLIC = (
     "ClassificationHead", "DenseTask", "ImageSegmentationHead", "NodeHead", "PointSegmentationHead", "SegmentationHead", "Task",
     "from_timm", "GraphTokenizer", "ImageTokenizer", "PointCloudTokenizer", "create_tokenizer", "GraphMeta", "ImageMeta",
     "PointMeta", "TokenMeta", "Tokens", "Trainer", "cross_validate", "finetune", "load_checkpoint", "save_checkpoint",
-    "transfer_trunk", "export_onnx", "quantize",
+    "transfer_trunk", "export_onnx", "quantize", "JointTrainer", "pretrain",
 )
 __all__ = sorted(_PUBLIC + _SUBMODULES + ("checkpoint", "__version__"))
 
@@ -41,7 +41,8 @@ def _load() -> None:
     from .timm_weights import from_timm
     from .tokenizers import GraphTokenizer, ImageTokenizer, PointCloudTokenizer, create_tokenizer
     from .tokens import GraphMeta, ImageMeta, PointMeta, TokenMeta, Tokens
-    from .train import Trainer, cross_validate, finetune, load_checkpoint, save_checkpoint, transfer_trunk
+    from .pretrain import pretrain
+    from .train import JointTrainer, Trainer, cross_validate, finetune, load_checkpoint, save_checkpoint, transfer_trunk
 
     names = dict(locals())
     globals().update({n: names[n] for n in _PUBLIC + _SUBMODULES})

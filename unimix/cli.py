@@ -3,6 +3,7 @@
 ::
 
     unimix train config.yaml [--set train.epochs=5 --set model.dim=64]
+    unimix pretrain config.yaml            # masked-token pretraining, then fine-tune from output_dir/pretrained
     unimix eval config.yaml [--model runs/shapes/best] [--split val|test]
     unimix predict runs/shapes/best chair.ply [more files]
     unimix export runs/shapes/best shapes.onnx [--int8 [--method static --calibration-data config.yaml]]
@@ -34,26 +35,43 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import torch
+from ._deprecated import prepare_points, read_points  # noqa: F401  (old names, kept for one release)
+from .validation import check_file, check_int
 
 DATA_KINDS = ("shapes", "planetoid", "tudataset", "npz")
 
 
 # ----------------------------------------------------------------------------- config
-def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
-    """Read YAML or JSON; ``overrides`` are ``dotted.key=value`` strings (values parsed as YAML)."""
+def _parse(text: str, where: str, as_json: bool) -> Any:
+    """YAML (or JSON) text -> Python, every syntax error a ``ValueError`` naming ``where`` and the line."""
     import yaml
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No config file '{path}'.")
-    text = path.read_text()
-    config = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    try:
+        return json.loads(text) if as_json else yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}.") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"{where} is not valid YAML{at}: {getattr(e, 'problem', None) or e}.") from None
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
+    """Read YAML or JSON; ``overrides`` are ``dotted.key=value`` strings (values parsed as YAML).
+
+    The file must be a regular UTF-8 file (a folder or a FIFO is refused before it is opened); the
+    sections must be mappings and ``seed`` an int; every error names the file or the ``--set`` item.
+    """
+    path = check_file(path, "Config file", "Pass the YAML or JSON file of a run, e.g. `unimix train config.yaml`.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"Config file '{path}' is not UTF-8 text; pass the YAML or JSON file of a run.") from None
+    config = _parse(text, f"Config file '{path}'", path.suffix.lower() == ".json")
     if not isinstance(config, dict):
         raise ValueError(f"Config '{path}' must be a mapping with model/data/train sections; got {type(config).__name__}.")
     for item in overrides:
@@ -63,14 +81,38 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
         node = config
         *parents, last = key.split(".")
         for p in parents:
-            node = node.setdefault(p, {})
+            node = node.setdefault(p, {}) if isinstance(node, dict) else None
             if not isinstance(node, dict):
                 raise ValueError(f"--set {key}: '{p}' is not a section.")
-        node[last] = yaml.safe_load(value)
+        node[last] = _parse(value, f"--set {item!r}", False)
     unknown = set(config) - {"model", "data", "train", "output_dir", "seed"}
     if unknown:
         raise ValueError(f"Unknown config section(s) {sorted(unknown)}; expected model, data, train, output_dir.")
+    for section in ("model", "data", "train"):
+        if config.get(section) is not None and not isinstance(config[section], dict):
+            raise ValueError(f"Config '{path}': '{section}' must be a mapping (key: value lines); got {config[section]!r}.")
+    if "seed" in config:
+        check_int("seed", config["seed"], 0, None, "Set it to a whole number, e.g. --set seed=0.")
+    if config.get("output_dir") is not None and not isinstance(config["output_dir"], str):
+        raise ValueError(f"Config '{path}': output_dir must be a folder path; got {config['output_dir']!r}.")
     return config
+
+
+def check_options(section: str, options: dict, fn: Any) -> None:
+    """Every key of a config ``section`` is a parameter of ``fn``; unknown ones name the closest match."""
+    import difflib
+    import inspect
+
+    params = [k for k in inspect.signature(fn).parameters if k not in ("self", "model")]
+    for key in options:
+        if key not in params:
+            close = difflib.get_close_matches(str(key), params, n=1)
+            raise ValueError(f"Unknown {section} option '{key}'" + (f"; did you mean '{close[0]}'?" if close else
+                             f"; expected one of {sorted(params)}."))
+
+
+def _option(data: dict, key: str, default: Any, minimum: int = 1) -> int:
+    return check_int(f"data.{key}", data.pop(key, default), minimum, None)
 
 
 # ----------------------------------------------------------------------------- data
@@ -91,12 +133,12 @@ def build_data(data: dict, model_cfg: dict) -> dict[str, Any]:
 
     data = dict(data)
     kind = resolve_name("data kind", data.pop("kind", "shapes"), DATA_KINDS)
-    seed = int(data.pop("seed", 0))
+    seed = _option(data, "seed", 0, 0)
     if kind == "shapes":
         from .data.shapes import SHAPE_CLASSES, ShapesDataset
 
-        n, pts = int(data.pop("num_per_class", 16)), int(data.pop("num_points", 1024))
-        val_n = int(data.pop("val_per_class", max(1, n // 4)))
+        n, pts = _option(data, "num_per_class", 16), _option(data, "num_points", 1024)
+        val_n = _option(data, "val_per_class", max(1, n // 4))
         kw = dict(num_points=pts, rotation=data.pop("rotation", "z"))
         out = {"train": ShapesDataset(n, seed=seed, **kw), "val": ShapesDataset(val_n, seed=seed + 1, **kw),
                "test": ShapesDataset(val_n, seed=seed + 2, **kw), "class_names": list(SHAPE_CLASSES)}
@@ -104,7 +146,7 @@ def build_data(data: dict, model_cfg: dict) -> dict[str, Any]:
         from .data import load_planetoid
         from .tokenizers.graph import AddHopFeatures
 
-        hops = int((model_cfg.get("tokenizer_kwargs") or {}).get("num_hops", 3))
+        hops = check_int("model.tokenizer_kwargs.num_hops", (model_cfg.get("tokenizer_kwargs") or {}).get("num_hops", 3), 0, 64)
         g = AddHopFeatures(hops)(load_planetoid(data.pop("name", "Cora"), root=data.pop("root", None))[0])
         split = {s: getattr(g, f"{s}_mask") for s in ("train", "val", "test")}
         out = {s: (g.hops[m], g.y[m]) for s, m in split.items()}
@@ -114,13 +156,29 @@ def build_data(data: dict, model_cfg: dict) -> dict[str, Any]:
 
         ds = load_tudataset(data.pop("name", "MUTAG"), root=data.pop("root", None))
         perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed)).tolist()
-        n_val = max(1, int(len(ds) * float(data.pop("val_fraction", 0.2))))
+        fraction = data.pop("val_fraction", 0.2)
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 0.5:
+            raise ValueError(f"data.val_fraction must be a number in (0, 0.5) (validation and test take one share each); got {fraction!r}.")
+        n_val = max(1, int(len(ds) * fraction))
         graphs = [ds[i] for i in perm]
         out = {"train": graphs[2 * n_val:], "val": graphs[:n_val], "test": graphs[n_val:2 * n_val], "class_names": None}
     else:
         def load(file):
-            arrays = np.load(file)
-            return torch.as_tensor(arrays["x"]).float(), torch.as_tensor(arrays["y"]).long()
+            file = check_file(file, "npz data file")
+            try:
+                with np.load(file, allow_pickle=False) as arrays:
+                    names = list(getattr(arrays, "files", []))
+                    x, y = (arrays[k] if k in names else None for k in ("x", "y"))
+            except Exception as e:  # zipfile.BadZipFile, EOFError, OSError, pickled objects: what numpy cannot read
+                raise ValueError(f"npz data file '{file}' cannot be read ({type(e).__name__}: {e}); it must be a numpy.savez "
+                                 "archive of numeric arrays x and y.") from None
+            if x is None or y is None:
+                raise ValueError(f"npz data file '{file}' needs arrays x and y (it holds {names}); save it with "
+                                 "numpy.savez(path, x=inputs, y=labels).")
+            if len(x) != len(y) or not np.issubdtype(x.dtype, np.number) or not np.issubdtype(y.dtype, np.integer):
+                raise ValueError(f"npz data file '{file}': x ({x.dtype} {x.shape}) must be numeric and y ({y.dtype} {y.shape}) "
+                                 "integer class labels, one per row of x.")
+            return torch.as_tensor(x).float(), torch.as_tensor(y).long()
 
         if "train" not in data:
             raise ValueError("data kind 'npz' needs train: path.npz (arrays x and y) and optionally val: path.npz.")
@@ -154,12 +212,30 @@ def cmd_train(args) -> int:
     data = build_data(config.get("data") or {}, model_cfg)
     model = build_model(model_cfg)
     train_cfg = dict(config.get("train") or {})
+    check_options("train", train_cfg, Trainer.__init__)
     out = config.get("output_dir")
     extra = {"class_names": data["class_names"]}
     trainer = Trainer(model, output_dir=out, save_extra=extra, seed=config.get("seed", 0), **train_cfg)
     history = trainer.fit(data["train"], data["val"])
     if out is not None and D.is_main_process():
         save_pretrained(model, Path(out) / "final", extra=extra)
+    D.print0(json.dumps(history[-1] if history else {}))
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    """Masked-token pretraining (``unimix.pretrain``) on the config's data; labels are not used.
+    The ``train`` section takes the Trainer's arguments plus ``mask_ratio``."""
+    from . import distributed as D
+    from .pretrain import pretrain
+
+    config = load_config(args.config, args.set)
+    model_cfg = config.get("model") or {}
+    data = build_data(config.get("data") or {}, model_cfg)
+    model = build_model(model_cfg)
+    train_cfg = dict(config.get("train") or {})
+    history = pretrain(model, data["train"], data.get("val"), output_dir=config.get("output_dir"),
+                       seed=config.get("seed", 0), **train_cfg)
     D.print0(json.dumps(history[-1] if history else {}))
     return 0
 
@@ -181,27 +257,6 @@ def cmd_eval(args) -> int:
     metrics = Trainer(model, progress=False, verbose=False, **train_cfg).evaluate(data[args.split], split=args.split)
     D.print0(json.dumps(metrics))
     return 0
-
-
-def read_points(path: str | Path, num_points: int | None = None) -> torch.Tensor:
-    """Deprecated: ``unimix.read_point_cloud`` (through :class:`unimix.io.PointCloudPreprocess`)."""
-    import warnings
-
-    from .io import PointCloudPreprocess
-
-    warnings.warn("unimix.cli.read_points is deprecated; use unimix.read_point_cloud or unimix.io.PointCloudPreprocess.read.",
-                  DeprecationWarning, stacklevel=2)
-    return PointCloudPreprocess(num_points, "none").read(path)
-
-
-def prepare_points(pts: torch.Tensor, preprocess: dict) -> torch.Tensor:
-    """Deprecated: ``unimix.io.PointCloudPreprocess.from_dict(preprocess)(pts)``."""
-    import warnings
-
-    from .io import PointCloudPreprocess
-
-    warnings.warn("unimix.cli.prepare_points is deprecated; use unimix.io.PointCloudPreprocess.", DeprecationWarning, stacklevel=2)
-    return PointCloudPreprocess.from_dict({"normalize": "none", **preprocess})(pts)
 
 
 def predict_files(model, files: list[str], info: dict | None = None) -> list[dict]:
@@ -285,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config entry, e.g. train.epochs=3")
     t.set_defaults(fn=cmd_train)
+    pt = sub.add_parser("pretrain", help="self-supervised masked-token pretraining (unimix.pretrain) on the config's data")
+    pt.add_argument("config")
+    pt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    pt.set_defaults(fn=cmd_pretrain)
     e = sub.add_parser("eval", help="evaluate a saved model on the config's data")
     e.add_argument("config")
     e.add_argument("--model", help="model folder or Hub id (default: <output_dir>/best)")
@@ -315,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
+    except (ValueError, TypeError, OSError, ImportError, FloatingPointError) as err:  # OSError: FileNotFoundError, permissions
         print(f"unimix {args.command}: error: {err}", file=sys.stderr)
         return 2
     finally:
