@@ -42,3 +42,8 @@ def test_finetune_is_the_function_and_old_paths_still_alias():
 def test_unknown_names_raise_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         unimix.nope  # noqa: B018
+
+
+def test_subpackages_resolve_as_attributes_after_a_bare_import():
+    run("import unimix\nassert 'torch' in unimix.models.WEIGHT_INITS\nassert unimix.layers.Trunk\n"
+        "assert unimix.train.Trainer is unimix.Trainer")

@@ -52,6 +52,12 @@ def __getattr__(name: str):
     if name in _PUBLIC or name in _SUBMODULES:
         _load()
         return globals()[name]
+    if not name.startswith("_"):  # a subpackage used as an attribute (``unimix.models.WEIGHT_INITS``), as before
+        import importlib
+        import importlib.util
+
+        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -47,6 +47,17 @@ def test_modules_with_their_own_init_keep_it():
     assert torch.equal(gate.bias, torch.ones_like(gate.bias)) and gate.weight.abs().max() < 1e-4  # near-identity gate
 
 
+@pytest.mark.parametrize("modality", ["pointcloud", "graph"])
+def test_point_and_graph_tokenizers_keep_their_default_init(modality):
+    torch.manual_seed(0)
+    m = build(modality)
+    lin = [x for x in m.backbone.tokenizers[modality].modules() if isinstance(x, torch.nn.Linear)
+           and not isinstance(x.weight, torch.nn.parameter.UninitializedParameter)]
+    assert lin and all(torch.count_nonzero(x.bias) > 0 for x in lin if x.bias is not None)  # PyTorch's U(-1/sqrt(in), .)
+    fc1 = m.backbone.trunk.blocks[0].mlp.fc1  # the trunk still follows the policy
+    assert torch.count_nonzero(fc1.bias) == 0 and fc1.weight.std().item() == pytest.approx(0.02, rel=0.15)
+
+
 @pytest.mark.parametrize("modality", MODALITIES)
 def test_gradient_checkpointing_gives_the_same_gradients(modality):
     torch.manual_seed(0)

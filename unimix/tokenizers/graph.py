@@ -105,6 +105,7 @@ class GraphTokenizer(nn.Module):
     """
 
     modality = "graph"
+    keep_default_init = True  # its layers keep PyTorch's and PyG's init under every policy (unimix.models.init)
 
     def __init__(
         self,

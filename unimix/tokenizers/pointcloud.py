@@ -164,6 +164,7 @@ class PointCloudTokenizer(nn.Module):
     """
 
     modality = "pointcloud"
+    keep_default_init = True  # its Linears keep PyTorch's init under every policy (unimix.models.init)
 
     def __init__(self, embed_dim: int = 384, num_groups: int = 64, group_size: int = 32, in_chans: int = 3, hidden: int = 128,
                  fps_backend: str = "auto", knn_backend: str = "auto", fps_cache: int = 0, short_clouds: str = "repeat"):
