@@ -9,10 +9,11 @@ from .io import ImagePreprocess, PointCloudPreprocess, read_point_cloud
 from .layers import Trunk
 from .models import MultiTaskModel, UnimixModel, create_model, init_weights, list_models
 from .registry import BLOCKS, HEADS, READERS, TOKENIZERS, register_block, register_head, register_reader, register_tokenizer
-from .tasks import ClassificationHead, DenseTask, ImageSegmentationHead, NodeHead, PointSegmentationHead, SegmentationHead, Task
+from .tasks import (ClassificationHead, DenseTask, ImageSegmentationHead, MultiLabelHead, MultiLabelTask, NodeHead, PointSegmentationHead,
+                    SegmentationHead, Task)
 from .timm_weights import from_timm
-from .tokenizers import GraphTokenizer, ImageTokenizer, PointCloudTokenizer, create_tokenizer
-from .tokens import GraphMeta, ImageMeta, PointMeta, TokenMeta, Tokens
+from .tokenizers import GraphPatchTokenizer, GraphTokenizer, ImageTokenizer, PointCloudTokenizer, create_tokenizer
+from .tokens import GraphMeta, ImageMeta, PatchMeta, PointMeta, TokenMeta, Tokens
 from .train import Trainer, cross_validate, finetune, load_checkpoint, save_checkpoint, transfer_trunk
 from .version import __version__
 

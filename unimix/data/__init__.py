@@ -1,5 +1,7 @@
 """Dataset adapters: thin wrappers over PyG, open3d and file layouts people already have."""
 from .rows import TensorRows
+from .graph_store import GraphList, load_graphs, save_graphs
 from .graphs import cache_dir, data_root, load_planetoid, load_tudataset
+from .peptides import PeptidesFunctional
 from .shapes import CLASS_PARTS, NUM_PARTS, PART_CLASS, PART_NAMES, SHAPE_CLASSES, ShapesDataset, generate_shapes, sample_shape
 from .transforms import NodeSplit
