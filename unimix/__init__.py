@@ -14,7 +14,8 @@ from .tasks import (ClassificationHead, DenseTask, ImageSegmentationHead, MultiL
 from .timm_weights import from_timm
 from .tokenizers import GraphPatchTokenizer, GraphTokenizer, ImageTokenizer, PointCloudTokenizer, create_tokenizer
 from .tokens import GraphMeta, ImageMeta, PatchMeta, PointMeta, TokenMeta, Tokens
-from .train import Trainer, cross_validate, finetune, load_checkpoint, save_checkpoint, transfer_trunk
+from .train import JointTrainer, Trainer, cross_validate, finetune, load_checkpoint, save_checkpoint, transfer_trunk
+from .pretrain import pretrain
 from .version import __version__
 
 _deprecated.install()

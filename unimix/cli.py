@@ -3,6 +3,7 @@
 ::
 
     unimix train config.yaml [--set train.epochs=5 --set model.dim=64]
+    unimix pretrain config.yaml            # masked-token pretraining, then fine-tune from output_dir/pretrained
     unimix eval config.yaml [--model runs/shapes/best] [--split val|test]
     unimix predict runs/shapes/best chair.ply [more files]
 
@@ -158,6 +159,23 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_pretrain(args) -> int:
+    """Masked-token pretraining (``unimix.pretrain``) on the config's data; labels are not used.
+    The ``train`` section takes the Trainer's arguments plus ``mask_ratio``."""
+    from . import distributed as D
+    from .pretrain import pretrain
+
+    config = load_config(args.config, args.set)
+    model_cfg = config.get("model") or {}
+    data = build_data(config.get("data") or {}, model_cfg)
+    model = build_model(model_cfg)
+    train_cfg = dict(config.get("train") or {})
+    history = pretrain(model, data["train"], data.get("val"), output_dir=config.get("output_dir"),
+                       seed=config.get("seed", 0), **train_cfg)
+    D.print0(json.dumps(history[-1] if history else {}))
+    return 0
+
+
 def cmd_eval(args) -> int:
     from . import distributed as D
     from .hub import from_pretrained
@@ -238,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config entry, e.g. train.epochs=3")
     t.set_defaults(fn=cmd_train)
+    pt = sub.add_parser("pretrain", help="self-supervised masked-token pretraining (unimix.pretrain) on the config's data")
+    pt.add_argument("config")
+    pt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    pt.set_defaults(fn=cmd_pretrain)
     e = sub.add_parser("eval", help="evaluate a saved model on the config's data")
     e.add_argument("config")
     e.add_argument("--model", help="model folder or Hub id (default: <output_dir>/best)")

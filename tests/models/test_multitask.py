@@ -1,6 +1,7 @@
 """MultiTaskModel: one trunk instance shared by every task, trained in one loop."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch_geometric.data import Data
 
@@ -111,3 +112,36 @@ def test_multitask_data_must_name_tasks():
         Trainer(model(), progress=False).fit(data()["shapes"])
     with pytest.raises(ValueError, match="Unknown task"):
         model()({"nope": torch.zeros(1)})
+
+
+@pytest.mark.parametrize("sampling,balance", [("temperature", "normalize"), ("all", "uncertainty"), ("temperature", "none")])
+def test_joint_trainer_samples_balances_and_keeps_the_best_per_task(tmp_path, sampling, balance):
+    torch.manual_seed(0)
+    m = model()
+    d = data()
+    trainer = unimix.JointTrainer(m, sampling=sampling, balance=balance, task_lr={"shapes": 2.0}, epochs=3, lr=3e-3,
+                                  batch_size=8, early_stopping=1, output_dir=tmp_path, progress=False, verbose=False)
+    history = trainer.fit(d, d)
+    summary = trainer.task_summary()
+    assert set(summary) == set(TASKS) and history
+    for task in TASKS:
+        assert f"{task}/val_acc" in history[-1]
+        assert (tmp_path / f"best_{task}" / "model.safetensors").is_file()
+    if balance == "uncertainty":
+        assert trainer.log_vars.grad is not None or trainer.log_vars.abs().sum() > 0
+    lrs = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    head = next(iter(m.heads["shapes"].parameters()))
+    trunk = next(iter(m.backbone.trunk.parameters()))
+    assert lrs[id(head)] >= 1.5 * lrs[id(trunk)] or lrs[id(head)] == 0  # the shapes head trains at twice the rate
+
+
+def test_temperature_sampling_follows_the_data_sizes():
+    m = model()
+    t = unimix.JointTrainer(m, sampling="temperature", temperature=1.0, epochs=1, progress=False, verbose=False)
+    t.num_updates = 0
+    loaders = {"nodes": range(90), "graphs": range(10)}
+    picks = [t._step_tasks(loaders, s)[0] for s in range(400)]
+    assert 0.8 < picks.count("nodes") / 400 < 0.97
+    with pytest.raises(TypeError, match="MultiTaskModel"):
+        unimix.JointTrainer(unimix.create_model("unimix_t", tokenizer="image", num_classes=2, dim=16, depth=1,
+                                                tokenizer_kwargs=dict(img_size=16, patch_size=8)))

@@ -1,4 +1,5 @@
 """Dataset adapters: thin wrappers over PyG, open3d and file layouts people already have."""
+from .images import ImageFolder, OxfordPetSegmentation
 from .rows import TensorRows
 from .graph_store import GraphList, load_graphs, save_graphs
 from .graphs import cache_dir, data_root, load_planetoid, load_tudataset

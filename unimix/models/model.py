@@ -15,7 +15,8 @@ from .base import PretrainedMixin
 
 
 def _head_kwargs(cls: type, kwargs: dict) -> dict:
-    """The subset of ``kwargs`` a head's constructor takes (``pool`` only reaches heads that pool)."""
+    """The subset of ``kwargs`` a head's constructor takes (``pool`` only reaches heads that pool,
+    ``tokenizer`` only heads that read the tokenizer's layout)."""
     import inspect
 
     params = inspect.signature(cls.__init__).parameters
@@ -48,7 +49,9 @@ class UnimixModel(PretrainedMixin, nn.Module):
             raise ValueError(f"A '{self.task}' model takes one tokenizer (got {sorted(mods)}); build one model per modality "
                              "over a shared Backbone, or use unimix.MultiTaskModel.")
         cls = HEADS.get_class(self.task, next(iter(mods)) if len(mods) == 1 else "*")
-        self.head = cls(self.num_features, num_classes, **_head_kwargs(cls, {"pool": pool, "drop": drop_rate, **(head_kwargs or {})}))
+        tokenizer = next(iter(backbone.tokenizers.values()))
+        self.head = cls(self.num_features, num_classes, **_head_kwargs(
+            cls, {"pool": pool, "drop": drop_rate, "tokenizer": tokenizer, **(head_kwargs or {})}))
 
     def forward_features(self, x: object, modality: str | None = None) -> Tokens:
         return self.backbone(x, modality)

@@ -94,7 +94,8 @@ class MultiTaskModel(PretrainedMixin, nn.Module):
                 made.append((t["modality"], t["tokenizer_kwargs"], tok))
             toks[name] = tok
             head_cls = HEADS.get_class(t["task"], tok.modality)
-            heads[name] = head_cls(dim, t["num_classes"], **_head_kwargs(head_cls, {"pool": t["pool"], **t["head_kwargs"]}))
+            heads[name] = head_cls(dim, t["num_classes"], **_head_kwargs(
+                head_cls, {"pool": t["pool"], "tokenizer": tok, **t["head_kwargs"]}))
         model = cls(backbone, heads, toks)
         init_weights(model, weight_init)
         model.unimix_config = dict(model_name=model_name, tasks=spec, **{k: v for k, v in backbone.unimix_config.items()

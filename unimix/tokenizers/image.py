@@ -1,9 +1,11 @@
 """Image tokenizer: non-overlapping patches, or a small conv stem before the patch projection.
 
 The conv stem is the CNN-local + MLP-global hybrid that Guo et al. (2021, "Can Attention Enable
-MLPs To Catch Up With CNNs?") call for: two stride-2 3x3 convolutions extract local texture, then
-a strided projection makes one token per ``patch_size`` x ``patch_size`` window, as in the plain
-patch embedding, so the trunk sees the same token grid either way.
+MLPs To Catch Up With CNNs?") call for: stride-2 3x3 convolutions (each optionally followed by
+``stem_depth`` stride-1 3x3 convolutions) extract local texture at falling resolution, then a
+strided projection makes one token per ``patch_size`` x ``patch_size`` window, as the plain patch
+embedding does, so the trunk sees the same token grid either way. The stem's intermediate maps are
+kept in ``ImageMeta.features`` for dense heads (a U-Net-style decoder reads them).
 """
 from __future__ import annotations
 
@@ -16,25 +18,39 @@ from ..registry import register_tokenizer
 from ..tokens import ImageMeta, Tokens
 
 
-class ConvStem(nn.Module):
-    """``[B, C, H, W] -> [B, D, H/p, W/p]``: conv3x3/2 -> conv3x3/2 -> conv (p/4)x(p/4) stride p/4."""
+def _conv_bn(cin: int, cout: int, stride: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU()]
 
-    def __init__(self, in_chans: int, embed_dim: int, patch_size: int, hidden: int = 64):
+
+class ConvStem(nn.Module):
+    """``[B, C, H, W] -> [B, D, H/p, W/p]``: conv3x3/2 (``hidden/2`` channels) -> conv3x3/2
+    (``hidden``), each followed by ``stem_depth`` conv3x3/1, then a (p/4)x(p/4) stride-p/4 projection.
+
+    ``forward_features`` also returns the maps after each stage (``[H/2, W/2]`` then ``[H/4, W/4]``).
+    With ``stem_depth=0`` the layout is the original two-convolution stem.
+    """
+
+    def __init__(self, in_chans: int, embed_dim: int, patch_size: int, hidden: int = 64, stem_depth: int = 0):
         super().__init__()
-        if patch_size % 4:
-            raise ValueError(f"stem='conv' needs patch_size divisible by 4, got {patch_size}; use 8, 16 or 32, or stem='patch'.")
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_chans, hidden // 2, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(hidden // 2),
-            nn.GELU(),
-            nn.Conv2d(hidden // 2, hidden, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(hidden),
-            nn.GELU(),
-        )
+        if patch_size % 4 or patch_size < 4:
+            raise ValueError(f"stem='conv' needs patch_size divisible by 4, got {patch_size}; use 4, 8, 16 or 32, or stem='patch'.")
+        if hidden < 2 or stem_depth < 0:
+            raise ValueError(f"ConvStem needs hidden >= 2 and stem_depth >= 0; got hidden={hidden}, stem_depth={stem_depth}.")
+        self.stem_depth = stem_depth
+        first = _conv_bn(in_chans, hidden // 2, 2) + sum((_conv_bn(hidden // 2, hidden // 2, 1) for _ in range(stem_depth)), [])
+        second = _conv_bn(hidden // 2, hidden, 2) + sum((_conv_bn(hidden, hidden, 1) for _ in range(stem_depth)), [])
+        self.stem = nn.Sequential(*first, *second)
+        self._split = len(first)
+        self.out_channels = (hidden // 2, hidden)
         self.proj = nn.Conv2d(hidden, embed_dim, patch_size // 4, stride=patch_size // 4)
 
+    def forward_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        half = self.stem[: self._split](x)
+        quarter = self.stem[self._split:](half)
+        return self.proj(quarter), [half, quarter]
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.proj(self.stem(x))
+        return self.forward_features(x)[0]
 
 
 @register_tokenizer("image")
@@ -47,6 +63,7 @@ class ImageTokenizer(nn.Module):
         patch_size: side of the square patch ``p``.
         in_chans: image channels.
         stem: ``"patch"`` (linear patch embedding, timm's ``PatchEmbed``) or ``"conv"`` (small conv stem).
+        stem_width, stem_depth: the conv stem's channels (``hidden``) and extra 3x3 convs per stage.
         pos_embed: add a learned absolute position embedding (resampled for other image sizes).
     """
 
@@ -60,6 +77,8 @@ class ImageTokenizer(nn.Module):
         in_chans: int = 3,
         stem: str = "patch",
         pos_embed: bool = True,
+        stem_width: int = 64,
+        stem_depth: int = 0,
     ):
         super().__init__()
         self.img_size = to_2tuple(img_size)
@@ -74,7 +93,7 @@ class ImageTokenizer(nn.Module):
         if stem == "patch":
             self.patch_embed = PatchEmbed(self.img_size, patch_size, in_chans, embed_dim, strict_img_size=False)
         elif stem == "conv":
-            self.patch_embed = ConvStem(in_chans, embed_dim, patch_size)
+            self.patch_embed = ConvStem(in_chans, embed_dim, patch_size, hidden=stem_width, stem_depth=stem_depth)
         else:
             raise ValueError(f"Unknown stem '{stem}'; expected 'patch' or 'conv'.")
         self.stem = stem
@@ -111,15 +130,17 @@ class ImageTokenizer(nn.Module):
     def forward(self, x: Tensor) -> Tokens:
         x = self._check(x)
         h, w = x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
+        features = None
         if self.stem == "patch":
             tokens = self.patch_embed(x)
         else:
-            tokens = rearrange(self.patch_embed(x), "b d h w -> b (h w) d")
+            grid, features = self.patch_embed.forward_features(x)
+            tokens = rearrange(grid, "b d h w -> b (h w) d")
         pos = None
         if self.pos_embed is not None:
             pos = self.pos_embed
             if (h, w) != self.grid_size:
                 pos = resample_abs_pos_embed(pos, (h, w), self.grid_size, num_prefix_tokens=0)
             pos = pos.expand(x.shape[0], -1, -1)
-        meta = ImageMeta(grid=(h, w), img_size=(x.shape[2], x.shape[3]))
+        meta = ImageMeta(grid=(h, w), img_size=(x.shape[2], x.shape[3]), features=features)
         return Tokens(tokens, mask=None, pos=pos, modality=self.modality, meta=meta)

@@ -1,6 +1,7 @@
 """Training: the :class:`Trainer` (the one training path), strategies, timm optimiser / schedule,
 resumable states, history files and evaluation protocols."""
 from .batches import FullGraphLoader, make_loader, split_batch
+from .joint import JointTrainer
 from .history import plot_history, write_history_csv
 from .optim import OPTIMIZERS, SCHEDULES, BudgetSchedule, build_optimizer, build_scheduler
 from .protocols import cross_validate, stratified_folds

@@ -34,9 +34,21 @@ def to_device(x: Any, device: torch.device) -> Any:
 
 def split_batch(batch: Any, target_keys: Sequence[str] = ("label", "labels", "y", "target"), input_key: str | None = None,
                 target_key: str | None = None) -> tuple[Any, Any]:
-    """``(inputs, targets)`` from ``(x, y)`` pairs, dicts or PyG ``Data``/``Batch``."""
+    """``(inputs, targets)`` from ``(x, y)`` pairs, dicts or PyG ``Data``/``Batch``. With no
+    ``target_keys`` (self-supervised training) targets are ``None`` and inputs may come alone."""
     from torch_geometric.data import Data
 
+    if not target_keys and target_key is None:
+        if isinstance(batch, Data):
+            return batch, None
+        if isinstance(batch, Mapping):
+            ik = input_key or next((k for k in INPUT_KEYS if k in batch), None)
+            if ik is None:
+                raise ValueError(f"Cannot find the inputs in a batch with keys {sorted(batch)}; pass input_key=....")
+            return batch[ik], None
+        if isinstance(batch, (list, tuple)) and len(batch) in (1, 2):
+            return batch[0], None
+        return batch, None
     if isinstance(batch, Data):
         y = batch.y if target_key is None else getattr(batch, target_key, None)
         if y is None:
@@ -61,6 +73,8 @@ def batch_size_of(x: Any, y: Any) -> int:
     n = getattr(x, "num_graphs", None)
     if n is not None and getattr(x, "node_index", None) is None:
         return int(n)
+    if y is None:
+        return int(x.shape[0]) if isinstance(x, Tensor) else len(x) if isinstance(x, (list, tuple)) else 1
     if isinstance(y, Tensor):
         return int(y.shape[0]) if y.ndim else 1
     return len(y) if isinstance(y, (list, tuple)) else 1

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from .. import distributed as D
 from ..tasks.base import Task
-from .batches import split_batch, to_device
+from .batches import make_loader, split_batch, to_device
 
 
 def monitor_better(score: Sequence[float], best: Sequence[float] | None, keys: Sequence[str]) -> bool:
@@ -206,6 +206,23 @@ class Evaluator:
             else:
                 outs.append(self._task(task).flatten(out, torch.full((_rows(out),), -100, dtype=torch.long))[0])
         return torch.cat(outs).cpu()
+
+
+    def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
+        if not torch.isfinite(loss.detach()).all():
+            raise FloatingPointError(
+                f"The training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}. Usual causes: a learning "
+                f"rate too high for this model (lr={self.lr}; try 10x lower or warmup_epochs=1), NaN/Inf in the inputs, "
+                "or a batch whose targets are all ignored (-100). The last saved checkpoint is kept.")
+
+    # ------------------------------------------------------------------ fit
+    def make_loader(self, data: Any, shuffle: bool):
+        """The loader the Trainer builds for ``data`` (seeded; a ``DistributedSampler`` under DDP)."""
+        return self._loader(data, shuffle)
+
+    def _loader(self, data: Any, train: bool, what: str = "data"):
+        return make_loader(data, self.batch_size if train else self.eval_batch_size, train, self.seed, self.num_workers,
+                           self.collate_fn, self.drop_last and train, what)
 
 
 def _rows(out: Any) -> int:

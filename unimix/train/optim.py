@@ -68,38 +68,62 @@ def build_scheduler(optimizer: torch.optim.Optimizer, sched: str, epochs: int, u
 
 
 class BudgetSchedule:
-    """Drives a timm scheduler by the share of a wall-clock budget used (or of the epochs, whichever
-    is further), so a run cut at ``budget_s`` still ends its cosine; warmup takes the same share of
-    the budget as ``warmup_epochs`` of ``epochs``.
+    """Drives a timm scheduler by a wall-clock (or CPU-time) budget, so a run cut at ``budget_s``
+    still ends its schedule: ``warmup_epochs`` of warmup, counted in optimiser updates as usual, then
+    the cosine follows the share of the remaining budget used (or of the remaining planned updates,
+    whichever is further).
     """
 
     RESOLUTION = 10_000
+    WARMUP = 1_000
 
     def __init__(self, optimizer: torch.optim.Optimizer, budget_s: float, epochs: int, updates_per_epoch: int,
                  warmup_epochs: float, min_lr: float, clock: Callable[[], float], sched: str = "cosine"):
+        from timm.scheduler import CosineLRScheduler
+
         if not budget_s > 0:
             raise ValueError(f"time budget must be positive seconds; got {budget_s!r}.")
         self.budget_s, self.total, self.clock = float(budget_s), max(1, epochs * updates_per_epoch), clock
-        share = warmup_epochs / max(epochs, 1)
-        self.inner = build_scheduler(optimizer, sched, 1, self.RESOLUTION, share, min_lr)
-        self.updates = 0
+        self.warmup_updates = round(warmup_epochs * updates_per_epoch)
+        resolve_name("schedule", sched, SCHEDULES)
+        self.inner = None
+        if sched != "none":
+            if sched != "cosine":
+                raise ValueError(f"A time budget runs a cosine schedule (or sched='none'); got sched={sched!r}.")
+            lr = max(g["lr"] for g in optimizer.param_groups)
+            warm = self.WARMUP if self.warmup_updates else 0
+            self.inner = CosineLRScheduler(optimizer, t_initial=self.RESOLUTION, lr_min=min_lr, warmup_t=warm,
+                                           warmup_lr_init=lr * 1e-3, warmup_prefix=True, t_in_epochs=False)
+        self.updates, self.warm_clock = 0, None
 
     def progress(self) -> float:
-        """Share of the run done: updates of all planned, or training seconds of the budget, whichever is further."""
-        return min(1.0, max(self.updates / self.total, self.clock() / self.budget_s))
+        """Share of the post-warmup run done: training seconds of the budget left after warmup, or updates
+        of those planned, whichever is further."""
+        if self.updates < self.warmup_updates:
+            return 0.0
+        if self.warm_clock is None:
+            self.warm_clock = self.clock()
+        by_time = (self.clock() - self.warm_clock) / max(self.budget_s - self.warm_clock, 1e-9)
+        by_steps = (self.updates - self.warmup_updates) / max(self.total - self.warmup_updates, 1)
+        return min(1.0, max(by_time, by_steps))
 
     def step_update(self, num_updates: int) -> None:
         self.updates = num_updates
-        if self.inner is not None:
-            self.inner.step_update(int(self.progress() * self.RESOLUTION))
+        if self.inner is None:
+            return
+        if num_updates < self.warmup_updates:
+            self.inner.step_update(int(num_updates / self.warmup_updates * self.WARMUP))
+        else:
+            self.inner.step_update((self.WARMUP if self.warmup_updates else 0) + int(self.progress() * self.RESOLUTION))
 
     def step(self, epoch: int, metric: float | None = None) -> None:
         pass
 
     def state_dict(self) -> dict:
-        return {"updates": self.updates, "inner": None if self.inner is None else self.inner.state_dict()}
+        return {"updates": self.updates, "warm_clock": self.warm_clock,
+                "inner": None if self.inner is None else self.inner.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.updates = state["updates"]
+        self.updates, self.warm_clock = state["updates"], state.get("warm_clock")
         if self.inner is not None and state.get("inner") is not None:
             self.inner.load_state_dict(state["inner"])

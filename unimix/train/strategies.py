@@ -28,7 +28,8 @@ def model_parts(model: nn.Module) -> tuple[Backbone, list[nn.Module]]:
     backbone = getattr(model, "backbone", None)
     if not isinstance(backbone, Backbone):
         raise TypeError(f"Fine-tuning strategies need a model with a `backbone` (UnimixModel, MultiTaskModel); got {type(model).__name__}.")
-    heads = list(model.heads.values()) if isinstance(getattr(model, "heads", None), nn.ModuleDict) else [model.head]
+    heads = list(model.heads.values()) if isinstance(getattr(model, "heads", None), nn.ModuleDict) \
+        else [model.head] if hasattr(model, "head") else []
     return backbone, heads
 
 

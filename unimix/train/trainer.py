@@ -33,7 +33,7 @@ from .._names import resolve_name
 from ..backbone import Backbone
 from ..models.base import save_pretrained
 from ..tasks.base import Task
-from .batches import batch_size_of, make_loader, split_batch, to_device
+from .batches import batch_size_of, split_batch, to_device
 from .evaluation import Evaluator, monitor_better
 from .history import plot_history, write_history_csv
 from .optim import BudgetSchedule, build_optimizer, build_scheduler
@@ -191,10 +191,10 @@ class Trainer(Evaluator):
                    disable=not (self.progress and D.is_main_process()) or steps < 2)
         self.optimizer.zero_grad(set_to_none=True)
         self._epoch_start = self._now()
-        wall_start = time.perf_counter()
         for step in bar:
             inputs, targets, batches = {}, {}, {}
-            for task, loader in loaders.items():
+            for task in self._step_tasks(loaders, step):
+                loader = loaders[task]
                 try:
                     batch = next(iters[task])
                 except StopIteration:  # shorter tasks cycle within the epoch
@@ -214,7 +214,7 @@ class Trainer(Evaluator):
                 total = 0.0
                 for task, out in outs.items():
                     loss = self._loss(task, out, targets[task], batches[task])
-                    total = total + self.task_weights.get(task, 1.0) * loss
+                    total = total + self._weighted(task, loss)
                     self._accumulate(task, out, targets[task], loss, sums, metrics[task], None)
                 self._check_finite(total, epoch, step)
                 total = total / self.accum_steps
@@ -225,11 +225,20 @@ class Trainer(Evaluator):
             if self._out_of_time():
                 break
         bar.close()
-        self.train_time += self._epoch_clock()
+        seconds = self._epoch_clock()
+        self.train_time += seconds
         self._epoch_start = None
         record = self._summarise("train", sums, metrics, {})
-        record["train_samples_per_s"] = samples / max(time.perf_counter() - wall_start, 1e-9)
+        record["train_samples_per_s"] = samples / max(seconds, 1e-9)  # per second of the budget's clock
         return record
+
+    def _step_tasks(self, loaders: Mapping[str, Any], step: int) -> list[str]:
+        """The tasks whose batches make up this step (every task; a joint trainer may sample)."""
+        return list(loaders)
+
+    def _weighted(self, task: str, loss: torch.Tensor) -> torch.Tensor:
+        """A task's contribution to the step's loss (``task_weights``; a joint trainer may balance)."""
+        return self.task_weights.get(task, 1.0) * loss
 
     def _update(self) -> None:
         if self.scaler is not None:
@@ -246,14 +255,6 @@ class Trainer(Evaluator):
         if self.scheduler is not None and hasattr(self.scheduler, "step_update"):
             self.scheduler.step_update(self.num_updates)
 
-    def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
-        if not torch.isfinite(loss.detach()).all():
-            raise FloatingPointError(
-                f"The training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}. Usual causes: a learning "
-                f"rate too high for this model (lr={self.lr}; try 10x lower or warmup_epochs=1), NaN/Inf in the inputs, "
-                "or a batch whose targets are all ignored (-100). The last saved checkpoint is kept.")
-
-    # ------------------------------------------------------------------ fit
     @property
     def _monitor_keys(self) -> tuple[str, ...]:
         m = self.monitor or "train_loss"
@@ -375,14 +376,6 @@ class Trainer(Evaluator):
                     "epoch": epoch + 1, "monitor": self.monitor if isinstance(self.monitor, str) else list(self.monitor),
                     "score": score, **self.save_extra})
         D.barrier()
-
-    def make_loader(self, data: Any, shuffle: bool):
-        """The loader the Trainer builds for ``data`` (seeded; a ``DistributedSampler`` under DDP)."""
-        return self._loader(data, shuffle)
-
-    def _loader(self, data: Any, train: bool, what: str = "data"):
-        return make_loader(data, self.batch_size if train else self.eval_batch_size, train, self.seed, self.num_workers,
-                           self.collate_fn, self.drop_last and train, what)
 
 
 def finetune(model: nn.Module, train_data: Any, val_data: Any = None, test_data: Any = None, **kwargs) -> list[dict[str, float]]:
