@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--patches", type=int, default=32, help="P: METIS patches per graph, the token count")
     ap.add_argument("--overlap", type=int, default=1, help="hops every patch is grown by")
     ap.add_argument("--layers", type=int, default=4, help="GINE layers inside the patches")
-    ap.add_argument("--hidden", type=int, default=64, help="width of the GINE layers")
+    ap.add_argument("--hidden", type=int, default=128, help="width of the GINE layers")
     ap.add_argument("--dim", type=int, default=128, help="token width of the trunk")
     ap.add_argument("--depth", type=int, default=2, help="trunk blocks (0: no trunk)")
     ap.add_argument("--block", default="mixer")
