@@ -3,7 +3,8 @@
 Trains two small unimix models on :mod:`unimix.data.shapes` (12 classes, 24 parts; random pose,
 anisotropic scale, noise and point count) for a fixed wall-clock budget each, then evaluates on shapes
 drawn from a different seed. The learning rate follows a cosine over the *time* budget, so the run
-takes the same time on any machine and reports how far it got.
+takes the same time on any machine and reports how far it got; the budget counts CPU seconds of the
+one torch thread (``--clock cpu``, the default), so a busy machine does not shorten it.
 
     python benchmarks/shapes.py --json                # 5 + 5 minutes
     python benchmarks/shapes.py --minutes 1 --json    # quick look
@@ -31,7 +32,7 @@ from unimix.data.shapes import CLASS_PARTS, NUM_PARTS, SHAPE_CLASSES, generate_s
 def build(task: str, num_classes: int, args) -> torch.nn.Module:
     groups = args.seg_groups if task == "segmentation" and args.seg_groups else args.groups
     return unimix.create_model(
-        "unimix_t", task=task, num_classes=num_classes, dim=args.dim, depth=args.depth, drop_path_rate=0.05,
+        "unimix_t", task=task, num_classes=num_classes, dim=args.dim, depth=args.depth, drop_path_rate=0.05, weight_init=args.weight_init,
         tokenizer_kwargs=dict(num_groups=groups, group_size=args.group_size, hidden=args.hidden),
     )
 
@@ -44,8 +45,8 @@ def train(model, data, budget_s: float, args, desc: str, **kw) -> "unimix.Traine
     """``unimix.Trainer`` for a wall-clock budget: AdamW, one epoch of warmup, then a cosine over the
     rest of the budget (``time_budget_s``: the schedule follows the clock, so any machine ends it)."""
     g = torch.Generator().manual_seed(args.seed)
-    trainer = unimix.Trainer(model, epochs=1000, warmup_epochs=1, lr=args.lr, weight_decay=0.05,
-                             batch_size=args.batch_size, time_budget_s=budget_s, seed=args.seed, verbose=False,
+    trainer = unimix.Trainer(model, epochs=1000, warmup_epochs=args.warmup_epochs, lr=args.lr, weight_decay=0.05,
+                             batch_size=args.batch_size, time_budget_s=budget_s, budget_clock=args.clock, seed=args.seed, verbose=False,
                              progress=not args.json, batch_transform=lambda x, y: (augment(x, g), y), **kw)
     trainer.fit(data)
     return trainer
@@ -54,6 +55,8 @@ def train(model, data, budget_s: float, args, desc: str, **kw) -> "unimix.Traine
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=5.0, help="training budget per task (classification, segmentation)")
+    ap.add_argument("--clock", default="cpu", choices=["cpu", "wall"],
+                    help="what the budget counts: CPU seconds (the same compute on a busy machine) or wall clock")
     ap.add_argument("--train-per-class", type=int, default=150)
     ap.add_argument("--test-per-class", type=int, default=50)
     ap.add_argument("--num-points", type=int, default=1024, help="points per shape for classification")
@@ -68,6 +71,8 @@ def main() -> None:
     ap.add_argument("--group-size", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=32, help="width of the tokenizer's mini-PointNet")
     ap.add_argument("--tasks", default="cls,seg")
+    ap.add_argument("--warmup-epochs", type=float, default=1.0)
+    ap.add_argument("--weight-init", default="trunc_normal", choices=["trunc_normal", "xavier", "torch"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (1 is fastest on a machine shared with other jobs; 0 keeps torch's default)")

@@ -108,6 +108,7 @@ def train_one(data, num_classes: int, seed: int, args: argparse.Namespace, build
             "params": sum(p.numel() for p in model.parameters()),
             "test_acc_final": s["final"]["test_acc"], "epochs": len(history),
             "ms_per_epoch": 1000 * statistics.fmean(r["time_s"] for r in history),
+            "cpu_ms_per_epoch": 1000 * statistics.fmean(r["cpu_s"] for r in history),
             "curves": {k: [r[k] for r in history] for k in ("train_loss", "val_loss", "val_acc", "test_acc")}}
 
 
@@ -142,6 +143,7 @@ def summarise(name: str, runs: list[dict]) -> dict:
         "test_acc_final_mean": statistics.fmean(finals), "test_acc_final_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
         "val_acc_mean": statistics.fmean(100 * r["val_acc"] for r in runs),
         "ms_per_epoch": statistics.fmean(r["ms_per_epoch"] for r in runs),
+        "cpu_ms_per_epoch": statistics.fmean(r["cpu_ms_per_epoch"] for r in runs),
         "epochs_mean": statistics.fmean(r["epochs"] for r in runs),
     }
 

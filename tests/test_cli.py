@@ -134,3 +134,61 @@ def test_predict_on_an_image_with_a_timm_model(tmp_path):
     with torch.no_grad():
         expected = "abcde"[int(src(ref.unsqueeze(0)).argmax())]
     assert predict_files(loaded, [str(tmp_path / "x.png")], loaded.pretrained_info)[0]["name"] == expected
+
+
+def test_predict_on_meshes_samples_them_through_the_saved_preprocessing(trained, tmp_path):
+    """`unimix predict` reads meshes with unimix.read_point_cloud (via PointCloudPreprocess.read), as model.predict does."""
+    import open3d as o3d
+
+    from unimix.cli import predict_files
+    from writers import write_off
+
+    root, _ = trained
+    model = unimix.from_pretrained(root / "run" / "best").eval()
+    box = o3d.geometry.TriangleMesh.create_box()
+    paths = [write_off(tmp_path / "cube.off"), tmp_path / "box.obj", tmp_path / "box.stl"]
+    o3d.io.write_triangle_mesh(str(paths[1]), box)
+    box.compute_triangle_normals()
+    o3d.io.write_triangle_mesh(str(paths[2]), box)
+    results = predict_files(model, [str(p) for p in paths])
+    for path, r in zip(paths, results):
+        x = model.preprocess.read(path)  # the mesh sampled to num_points, then normalised as in training
+        assert x.shape == (64, 3)
+        with torch.no_grad():
+            assert r["class"] == int(model(x.unsqueeze(0)).argmax()), path
+    assert main(["predict", str(root / "run" / "best"), *map(str, paths)]) == 0
+
+
+@pytest.mark.parametrize("write, args, match", [
+    (lambda p: p.write_text("model: [\n  : :"), [], r"c.yaml' is not valid YAML at line 2"),
+    (lambda p: p.mkdir(), [], r"c.yaml' is a folder"),
+    (lambda p: __import__("os").mkfifo(p), [], r"named pipe \(FIFO\)"),
+    (lambda p: p.write_bytes(bytes(range(256))), [], "not UTF-8 text"),
+    (lambda p: p.write_text(yaml.safe_dump(CONFIG)), ["--set", "seed=abc"], r"seed must be an int; got 'abc'.*--set seed=0"),
+    (lambda p: p.write_text(yaml.safe_dump(CONFIG)), ["--set", "train.epochs=abc"], r"epochs must be an int; got 'abc'"),
+    (lambda p: p.write_text(yaml.safe_dump(CONFIG)), ["--set", "train.epoch=3"], r"Unknown train option 'epoch'; did you mean 'epochs'"),
+    (lambda p: p.write_text(yaml.safe_dump(CONFIG)), ["--set", "model.depth=1000000"], r"depth must be between 0 and 1000"),
+    (lambda p: p.write_text(yaml.safe_dump(CONFIG)), ["--set", "data.num_points=[1"], r"--set 'data.num_points=\[1' is not valid YAML"),
+    (lambda p: p.write_text("model: 3\n"), [], r"'model' must be a mapping"),
+])
+def test_bad_configs_are_one_line_errors_naming_the_problem(tmp_path, capsys, write, args, match):
+    import re
+
+    path = tmp_path / "c.yaml"
+    write(path)
+    assert main(["train", str(path), *args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and re.search(match, err), err
+
+
+def test_npz_data_files_are_checked(tmp_path, capsys):
+    import numpy as np
+
+    np.savez(tmp_path / "d.npz", q=np.zeros(3))
+    (tmp_path / "g.npz").write_bytes(b"garbage")
+    for name, match in (("d.npz", r"needs arrays x and y \(it holds \['q'\]\)"), ("g.npz", "cannot be read")):
+        cfg = {**CONFIG, "data": {"kind": "npz", "train": str(tmp_path / name)}}
+        (tmp_path / "c.json").write_text(json.dumps(cfg))
+        assert main(["train", str(tmp_path / "c.json")]) == 2
+        err = capsys.readouterr().err
+        assert name in err and __import__("re").search(match, err), err

@@ -228,3 +228,35 @@ def test_stale_config_json_from_an_interrupted_save_is_ignored(tmp_path):
         assert unimix.from_pretrained(tmp_path / "m").num_classes == 5
     with pytest.raises(ValueError, match="reserved"):
         tiny().save_pretrained(tmp_path / "x", extra={"model": "v2"})
+
+
+def test_folders_with_broken_weights_files_are_refused_clearly(tmp_path):
+    """A FIFO named model.safetensors (open() would block), a file cut inside its header or its data."""
+    tiny().save_pretrained(tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    data = weights.read_bytes()
+    weights.unlink()
+    os.mkfifo(weights)
+    with pytest.raises(ValueError, match=r"model.safetensors' is a named pipe \(FIFO\)"):
+        unimix.from_pretrained(tmp_path / "m")
+    weights.unlink()
+    weights.write_bytes(data[:100])
+    with pytest.raises(ValueError, match="truncated inside its header") as err:
+        unimix.from_pretrained(tmp_path / "m")
+    assert "unpickle" not in str(err.value)
+    weights.write_bytes(data[: len(data) - 7])
+    with pytest.raises(ValueError, match=r"is truncated: its tensors need \d+ bytes"):
+        unimix.from_pretrained(tmp_path / "m")
+
+
+def test_a_config_edited_to_absurd_sizes_is_refused_before_building(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tiny().save_pretrained(tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["model"]["depth"] = 1_000_000
+    save_file(load_file(weights), weights, metadata={"format": "pt", "unimix_config": json.dumps(config)})
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config of .* does not build a model: depth must be between 0 and 1000; got 1000000"):
+        unimix.from_pretrained(tmp_path / "m")  # refused from the number, before a block is built

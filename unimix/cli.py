@@ -38,19 +38,38 @@ from typing import Any
 import numpy as np
 import torch
 
+from .validation import check_file, check_int
+
 DATA_KINDS = ("shapes", "planetoid", "tudataset", "npz")
 
 
 # ----------------------------------------------------------------------------- config
-def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
-    """Read YAML or JSON; ``overrides`` are ``dotted.key=value`` strings (values parsed as YAML)."""
+def _parse(text: str, where: str, as_json: bool) -> Any:
+    """YAML (or JSON) text -> Python, every syntax error a ``ValueError`` naming ``where`` and the line."""
     import yaml
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No config file '{path}'.")
-    text = path.read_text()
-    config = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    try:
+        return json.loads(text) if as_json else yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}.") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"{where} is not valid YAML{at}: {getattr(e, 'problem', None) or e}.") from None
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
+    """Read YAML or JSON; ``overrides`` are ``dotted.key=value`` strings (values parsed as YAML).
+
+    The file must be a regular UTF-8 file (a folder or a FIFO is refused before it is opened); the
+    sections must be mappings and ``seed`` an int; every error names the file or the ``--set`` item.
+    """
+    path = check_file(path, "Config file", "Pass the YAML or JSON file of a run, e.g. `unimix train config.yaml`.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"Config file '{path}' is not UTF-8 text; pass the YAML or JSON file of a run.") from None
+    config = _parse(text, f"Config file '{path}'", path.suffix.lower() == ".json")
     if not isinstance(config, dict):
         raise ValueError(f"Config '{path}' must be a mapping with model/data/train sections; got {type(config).__name__}.")
     for item in overrides:
@@ -60,14 +79,38 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
         node = config
         *parents, last = key.split(".")
         for p in parents:
-            node = node.setdefault(p, {})
+            node = node.setdefault(p, {}) if isinstance(node, dict) else None
             if not isinstance(node, dict):
                 raise ValueError(f"--set {key}: '{p}' is not a section.")
-        node[last] = yaml.safe_load(value)
+        node[last] = _parse(value, f"--set {item!r}", False)
     unknown = set(config) - {"model", "data", "train", "output_dir", "seed"}
     if unknown:
         raise ValueError(f"Unknown config section(s) {sorted(unknown)}; expected model, data, train, output_dir.")
+    for section in ("model", "data", "train"):
+        if config.get(section) is not None and not isinstance(config[section], dict):
+            raise ValueError(f"Config '{path}': '{section}' must be a mapping (key: value lines); got {config[section]!r}.")
+    if "seed" in config:
+        check_int("seed", config["seed"], 0, None, "Set it to a whole number, e.g. --set seed=0.")
+    if config.get("output_dir") is not None and not isinstance(config["output_dir"], str):
+        raise ValueError(f"Config '{path}': output_dir must be a folder path; got {config['output_dir']!r}.")
     return config
+
+
+def check_options(section: str, options: dict, fn: Any) -> None:
+    """Every key of a config ``section`` is a parameter of ``fn``; unknown ones name the closest match."""
+    import difflib
+    import inspect
+
+    params = [k for k in inspect.signature(fn).parameters if k not in ("self", "model")]
+    for key in options:
+        if key not in params:
+            close = difflib.get_close_matches(str(key), params, n=1)
+            raise ValueError(f"Unknown {section} option '{key}'" + (f"; did you mean '{close[0]}'?" if close else
+                             f"; expected one of {sorted(params)}."))
+
+
+def _option(data: dict, key: str, default: Any, minimum: int = 1) -> int:
+    return check_int(f"data.{key}", data.pop(key, default), minimum, None)
 
 
 # ----------------------------------------------------------------------------- data
@@ -86,12 +129,12 @@ def build_data(data: dict, model_cfg: dict) -> dict[str, Any]:
 
     data = dict(data)
     kind = resolve_name("data kind", data.pop("kind", "shapes"), DATA_KINDS)
-    seed = int(data.pop("seed", 0))
+    seed = _option(data, "seed", 0, 0)
     if kind == "shapes":
         from .data.shapes import SHAPE_CLASSES, ShapesDataset
 
-        n, pts = int(data.pop("num_per_class", 16)), int(data.pop("num_points", 1024))
-        val_n = int(data.pop("val_per_class", max(1, n // 4)))
+        n, pts = _option(data, "num_per_class", 16), _option(data, "num_points", 1024)
+        val_n = _option(data, "val_per_class", max(1, n // 4))
         kw = dict(num_points=pts, rotation=data.pop("rotation", "z"))
         out = {"train": ShapesDataset(n, seed=seed, **kw), "val": ShapesDataset(val_n, seed=seed + 1, **kw),
                "test": ShapesDataset(val_n, seed=seed + 2, **kw), "class_names": list(SHAPE_CLASSES)}
@@ -99,7 +142,7 @@ def build_data(data: dict, model_cfg: dict) -> dict[str, Any]:
         from .data import load_planetoid
         from .tokenizers.graph import AddHopFeatures
 
-        hops = int((model_cfg.get("tokenizer_kwargs") or {}).get("num_hops", 3))
+        hops = check_int("model.tokenizer_kwargs.num_hops", (model_cfg.get("tokenizer_kwargs") or {}).get("num_hops", 3), 0, 64)
         g = AddHopFeatures(hops)(load_planetoid(data.pop("name", "Cora"), root=data.pop("root", None))[0])
         split = {s: getattr(g, f"{s}_mask") for s in ("train", "val", "test")}
         out = {s: (g.hops[m], g.y[m]) for s, m in split.items()}
@@ -109,13 +152,29 @@ def build_data(data: dict, model_cfg: dict) -> dict[str, Any]:
 
         ds = load_tudataset(data.pop("name", "MUTAG"), root=data.pop("root", None))
         perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed)).tolist()
-        n_val = max(1, int(len(ds) * float(data.pop("val_fraction", 0.2))))
+        fraction = data.pop("val_fraction", 0.2)
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 0.5:
+            raise ValueError(f"data.val_fraction must be a number in (0, 0.5) (validation and test take one share each); got {fraction!r}.")
+        n_val = max(1, int(len(ds) * fraction))
         graphs = [ds[i] for i in perm]
         out = {"train": graphs[2 * n_val:], "val": graphs[:n_val], "test": graphs[n_val:2 * n_val], "class_names": None}
     else:
         def load(file):
-            arrays = np.load(file)
-            return torch.as_tensor(arrays["x"]).float(), torch.as_tensor(arrays["y"]).long()
+            file = check_file(file, "npz data file")
+            try:
+                with np.load(file, allow_pickle=False) as arrays:
+                    names = list(getattr(arrays, "files", []))
+                    x, y = (arrays[k] if k in names else None for k in ("x", "y"))
+            except Exception as e:  # zipfile.BadZipFile, EOFError, OSError, pickled objects: what numpy cannot read
+                raise ValueError(f"npz data file '{file}' cannot be read ({type(e).__name__}: {e}); it must be a numpy.savez "
+                                 "archive of numeric arrays x and y.") from None
+            if x is None or y is None:
+                raise ValueError(f"npz data file '{file}' needs arrays x and y (it holds {names}); save it with "
+                                 "numpy.savez(path, x=inputs, y=labels).")
+            if len(x) != len(y) or not np.issubdtype(x.dtype, np.number) or not np.issubdtype(y.dtype, np.integer):
+                raise ValueError(f"npz data file '{file}': x ({x.dtype} {x.shape}) must be numeric and y ({y.dtype} {y.shape}) "
+                                 "integer class labels, one per row of x.")
+            return torch.as_tensor(x).float(), torch.as_tensor(y).long()
 
         if "train" not in data:
             raise ValueError("data kind 'npz' needs train: path.npz (arrays x and y) and optionally val: path.npz.")
@@ -149,6 +208,7 @@ def cmd_train(args) -> int:
     data = build_data(config.get("data") or {}, model_cfg)
     model = build_model(model_cfg)
     train_cfg = dict(config.get("train") or {})
+    check_options("train", train_cfg, Trainer.__init__)
     out = config.get("output_dir")
     extra = {"class_names": data["class_names"]}
     trainer = Trainer(model, output_dir=out, save_extra=extra, seed=config.get("seed", 0), **train_cfg)
@@ -278,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
+    except (ValueError, TypeError, OSError, ImportError, FloatingPointError) as err:  # OSError: FileNotFoundError, permissions
         print(f"unimix {args.command}: error: {err}", file=sys.stderr)
         return 2
     finally:

@@ -18,7 +18,8 @@ from torch import nn
 from .io.preprocess import preprocess_from_dict
 from .models import ARCHITECTURES, create_model
 from .models.base import CONFIG_NAME, WEIGHTS_NAME, PretrainedMixin, save_pretrained
-from .serialization import PICKLE_NAMES, check_not_pickle, load_weights, read_safetensors
+from .serialization import PICKLE_NAMES, check_finite_state, check_not_pickle, load_weights, read_safetensors, read_safetensors_metadata
+from .validation import check_file
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "PretrainedMixin", "from_pretrained", "read_config", "resolve_pretrained",
            "save_pretrained"]
@@ -55,12 +56,12 @@ def resolve_pretrained(name_or_path: str | os.PathLike, revision: str | None = N
 
 def _weights_file(folder: Path) -> Path:
     weights = folder / WEIGHTS_NAME
-    if not weights.exists():
+    if not os.path.lexists(weights):
         for name in PICKLE_NAMES:
             if (folder / name).exists():
                 check_not_pickle(folder / name)  # raises with the conversion advice
         raise FileNotFoundError(f"'{folder}' has no {WEIGHTS_NAME}; it was not written by save_pretrained.")
-    return weights
+    return check_file(weights, "Weights file")
 
 
 def _parse_config(text: str, source: str) -> dict:
@@ -74,6 +75,14 @@ def _parse_config(text: str, source: str) -> dict:
     return config
 
 
+def _read_text(file: Path) -> str:
+    check_file(file, "Config file")
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{file} is not UTF-8 text; the file is corrupt. Save the model again.") from None
+
+
 def read_config(name_or_path: str | os.PathLike, **hub_kwargs) -> dict:
     """The config of a pretrained folder or Hub repository.
 
@@ -84,12 +93,8 @@ def read_config(name_or_path: str | os.PathLike, **hub_kwargs) -> dict:
     folder = resolve_pretrained(name_or_path, **hub_kwargs)
     weights, file = folder / WEIGHTS_NAME, folder / CONFIG_NAME
     embedded = None
-    if weights.exists():
-        from safetensors import safe_open
-
-        check_not_pickle(weights)
-        with safe_open(str(weights), framework="pt") as f:
-            meta = f.metadata() or {}
+    if os.path.lexists(weights):
+        meta = read_safetensors_metadata(weights)  # a FIFO, a pickle or a truncated file is refused here
         if "unimix_config" in meta:
             embedded = _parse_config(meta["unimix_config"], f"The config in {weights}")
     if not file.exists():
@@ -97,7 +102,7 @@ def read_config(name_or_path: str | os.PathLike, **hub_kwargs) -> dict:
             raise FileNotFoundError(f"'{folder}' has no {CONFIG_NAME}; it was not written by save_pretrained.")
         return embedded
     try:
-        on_disk = _parse_config(file.read_text(), str(file))
+        on_disk = _parse_config(_read_text(file), str(file))
     except ValueError:
         if embedded is None:
             raise
@@ -133,13 +138,20 @@ def from_pretrained(name_or_path: str | os.PathLike, num_classes: int | None = N
         raise ValueError(f"The config of '{folder}' has no 'model' entry; it was not written by unimix.save_pretrained.")
     kwargs = {**config["model"], **overrides}
     arch = config.get("architecture", "UnimixModel")
-    if arch in ARCHITECTURES and hasattr(ARCHITECTURES[arch], "from_config"):
-        model = ARCHITECTURES[arch].from_config(kwargs)
-    elif arch in ARCHITECTURES:
-        model = create_model(kwargs.pop("model_name"), **kwargs)
-    else:
+    if arch not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture '{arch}' in the config of '{folder}'; expected one of {sorted(ARCHITECTURES)}.")
+    if not hasattr(ARCHITECTURES[arch], "from_config") and "model_name" not in kwargs:
+        raise ValueError(f"The config of '{folder}' has no model.model_name (e.g. 'unimix_s'); it was edited or not written by "
+                         "unimix.save_pretrained. Save the model again.")
+    try:  # sizes and options are checked as the model is built (a config edited to depth 1000000 is refused)
+        if hasattr(ARCHITECTURES[arch], "from_config"):
+            model = ARCHITECTURES[arch].from_config(kwargs)
+        else:
+            model = create_model(kwargs.pop("model_name"), **kwargs)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"The config of '{folder}' does not build a model: {e}") from None
     state, _ = read_safetensors(weights)
+    check_finite_state(state, f"checkpoint '{weights}'")
     load_weights(model, state, strict=strict, source=f"checkpoint '{name_or_path}'")
     if num_classes is not None and num_classes != getattr(model, "num_classes", num_classes):
         model.reset_classifier(num_classes)

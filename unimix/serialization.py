@@ -3,12 +3,16 @@
 The bottom of the package: it knows tensors, files and JSON, nothing about models or training.
 
 - :func:`atomic_write_bytes`: a temporary file in the same folder, ``fsync``, ``os.replace``, then
-  an ``fsync`` of the folder. A process killed mid-write leaves the previous file intact.
+  an ``fsync`` of the folder. A process killed mid-write leaves the previous file intact, and
+  :func:`clean_temporaries` removes what it left before the next write.
 - :func:`check_not_pickle`: refuses ``torch.save`` / pickle files before a byte of them is
   interpreted; unimix never unpickles (unpickling can run arbitrary code).
 - :func:`load_numpy_pickle`: a pickle of numpy arrays (a data set's split file) through an unpickler
   that resolves numpy's array reconstruction and nothing else.
+- :func:`check_safetensors`: a file's header read and checked against the bytes actually present
+  (truncated files, truncated headers and pickles told apart) before safetensors sees it.
 - :func:`read_safetensors`: tensors and string metadata of a safetensors file.
+- :func:`check_finite_state`: refuses weights holding NaN or Inf (a diverged model), naming them.
 - :func:`encode` / :func:`decode`: nested Python state (optimiser, scheduler, RNG states) as JSON
   with the tensors stored beside it, so training states fit in one safetensors file.
 - :func:`model_state` / :func:`load_weights`: a state dict ready to save, and loading one with an
@@ -28,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from .validation import check_file
 
 PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
 
@@ -70,21 +76,38 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-# ----------------------------------------------------------------------------- refusing pickles
-def check_not_pickle(path: str | os.PathLike) -> None:
-    """Raise ``ValueError`` unless ``path`` starts like a safetensors file; never interpret it otherwise."""
+def clean_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files (``.NAME.*.tmp``) that writes of ``path`` killed mid-way left beside it.
+
+    :func:`atomic_write_bytes` removes its temporary file on any exception; only a process killed
+    (SIGKILL, power loss) between creating it and the rename leaves one. Call this before a new
+    write of the same file by its single writer. Returns the paths removed.
+    """
     path = Path(path)
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= os.path.getsize(path) - 8:
-        return  # a well-formed safetensors header; its JSON is parsed by safetensors, never unpickled
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+# ----------------------------------------------------------------------------- refusing pickles
+MAX_HEADER_BYTES = 100_000_000  # the limit safetensors itself enforces
+
+
+def _pickle_kind(head: bytes) -> str | None:
     if head[:4] == b"PK\x03\x04":
-        why = "a zip archive (torch.save format), which holds a pickle"
-    elif head[:1] == b"\x80" or head[:1] in (b"(", b"c", b"]", b"}"):
-        why = "a pickle"
-    else:
-        why = "not a safetensors file"
-    raise ValueError(
+        return "a zip archive (torch.save format), which holds a pickle"
+    if head[:1] == b"\x80" or head[:1] in (b"(", b"c", b"]", b"}"):
+        return "a pickle"
+    return None
+
+
+def _refuse_pickle(path: Path, why: str) -> ValueError:
+    return ValueError(
         f"Refusing to load '{path}': it is {why}. unimix never unpickles files, because unpickling "
         "can run arbitrary code. If you trust the file, convert it once in a trusted environment: "
         "`sd = torch.load(path, weights_only=True); safetensors.torch.save_file(sd, 'model.safetensors')`."
@@ -136,18 +159,95 @@ def load_numpy_pickle(path: str | os.PathLike) -> Any:
 
     check(obj)
     return obj
+def check_not_pickle(path: str | os.PathLike) -> None:
+    """Raise ``ValueError`` unless ``path`` starts like a safetensors file; never interpret it otherwise."""
+    path = check_file(path, "Checkpoint")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if len(head) >= 9 and head[8:9] == b"{":
+        return  # the start of a safetensors header; check_safetensors checks the rest
+    why = _pickle_kind(head)
+    if why is None and len(head) < 9:
+        raise ValueError(f"'{path}' has only {len(head)} bytes; a safetensors file starts with an 8-byte header length and a "
+                         "JSON header. It is truncated: save or download it again.")
+    raise _refuse_pickle(path, why or "not a safetensors file")
+
+
+def check_safetensors(path: str | os.PathLike) -> dict:
+    """The JSON header of a safetensors file, checked against the file before anything is allocated.
+
+    Refuses, each with its own message: a path that is not a regular file (a FIFO would block
+    ``open()``), a pickle (never interpreted), a file cut inside its header, a header that is not
+    JSON, and a file shorter than the tensors its header declares (an interrupted copy or
+    download). Cost: one ``stat``, a read of the header and ``json.loads`` of it.
+    """
+    import json
+
+    path = check_file(path, "Checkpoint")
+    check_not_pickle(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        if n > MAX_HEADER_BYTES:
+            raise ValueError(f"'{path}' declares a {n}-byte header, more than safetensors allows ({MAX_HEADER_BYTES}); the file is "
+                             "corrupt or not a safetensors file. Save or download it again.")
+        if 8 + n > size:
+            raise ValueError(f"'{path}' is truncated inside its header: the header declares {n} bytes but the file has "
+                             f"{size} bytes in all. Save or download it again (a copy or save was interrupted).")
+        raw = f.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"'{path}': its safetensors header is not valid JSON ({e}); the file is corrupt. "
+                         "Save or download it again.") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"'{path}': its safetensors header is not a JSON object; the file is corrupt.")
+    end = 0
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(v, int) for v in offsets)):
+            raise ValueError(f"'{path}': tensor '{key}' has no valid data_offsets in the header; the file is corrupt.")
+        if offsets[1] > end:
+            end, last = offsets[1], key
+    if 8 + n + end > size:
+        raise ValueError(f"'{path}' is truncated: its tensors need {8 + n + end} bytes (up to the end of '{last}') but the "
+                         f"file has {size}. Save or download it again (a copy or save was interrupted).")
+    return header
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """``(tensors, metadata)`` of a safetensors file; pickles are refused first."""
-    from safetensors import safe_open
+    """``(tensors, metadata)`` of a safetensors file, checked by :func:`check_safetensors` first."""
+    from safetensors import SafetensorError
     from safetensors.torch import load as st_load
 
     path = Path(path)
-    check_not_pickle(path)
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return st_load(path.read_bytes()), meta
+    header = check_safetensors(path)
+    try:
+        tensors = st_load(path.read_bytes())
+    except SafetensorError as e:
+        raise ValueError(f"'{path}' is not a readable safetensors file ({e}); save or download it again.") from None
+    meta = header.get("__metadata__") or {}
+    return tensors, {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+
+
+def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors file (:func:`check_safetensors` first; tensors are not read)."""
+    meta = check_safetensors(path).get("__metadata__") or {}
+    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+
+
+def check_finite_state(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse floating tensors holding NaN or Inf (a model that diverged), naming the first ones.
+
+    Cost: one ``isfinite`` pass over the weights (a fraction of the time reading them takes).
+    """
+    bad = [k for k, v in state.items() if v.is_floating_point() and v.numel() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"The {source} holds NaN or Inf in {len(bad)} tensor(s): {', '.join(bad[:5])}"
+                         f"{' ...' if len(bad) > 5 else ''}. The model diverged before it was saved: use an earlier checkpoint, "
+                         "or retrain with a lower learning rate (or gradient clipping).")
 
 
 def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> bytes:

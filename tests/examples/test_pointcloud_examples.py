@@ -36,7 +36,7 @@ def test_modelnet40_example_on_real_sample(shared_data, tmp_path, capsys):
     res = load_example("modelnet40").main(
         ["--data-dir", str(shared_data / "modelnet40_ply_hdf5_2048"), "--epochs", "1", "--num-points", "256",
          "--vote", "1", "--output-dir", str(out), *TINY])
-    assert res["format"] == "hdf5" and res["test_shapes"] == 33
+    assert res["format"] == "hdf5" and res["test_clouds"] == 33
     for key in ("test_acc", "test_acc_best", "test_class_acc", "samples_per_s", "test_acc_vote"):
         assert isinstance(res[key], float)
     assert 0 <= res["test_acc"] <= res["test_acc_best"] <= 100 and res["samples_per_s"] > 0
@@ -74,6 +74,6 @@ def test_shapenetpart_example_on_generated_folder(tmp_path, capsys):
 def test_examples_reject_bad_arguments(tmp_path):
     with pytest.raises(SystemExit):
         load_example("modelnet40").main(["--data-dir", str(tmp_path), "--epochs", "0"])
-    with pytest.raises(ValueError, match="Cannot tell the ModelNet40 layout"):
+    with pytest.raises(ValueError, match="Cannot tell the layout"):
         (tmp_path / "x.txt").write_text("")
         load_example("modelnet40").main(["--data-dir", str(tmp_path), "--epochs", "1"])

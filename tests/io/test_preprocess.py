@@ -18,6 +18,12 @@ def test_normalisations():
     e = normalize_points(x, "unit_sphere_extent")
     assert e.shape == (200, 6)
     torch.testing.assert_close(e[0, 3:], x.amax(0) - x.amin(0))
+    log = normalize_points(x, "unit_sphere_log_extent")
+    torch.testing.assert_close(log[:, :3], u)
+    torch.testing.assert_close(log[5, 3:], (x.amax(0) - x.amin(0)).log())
+    flat = normalize_points(torch.tensor([[0.0, 0, 0], [1, 0, 0]]), "unit_sphere_log_extent")
+    assert torch.isfinite(flat).all() and flat[0, 4] == pytest.approx(torch.tensor(1e-3).log().item())  # no extent: clamped
+    assert PointCloudPreprocess(normalize="unit_sphere_log_extent").in_chans == 6
     torch.testing.assert_close(normalize_points(x.unsqueeze(0), "unit_sphere")[0], u)
     with pytest.raises(ValueError, match="Unknown normalisation 'sphere'"):
         normalize_points(x, "sphere")

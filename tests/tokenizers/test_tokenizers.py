@@ -81,7 +81,6 @@ def test_point_order_does_not_change_logits(seed, n):
         (torch.tensor([[[0.0, float("inf"), 0.0]] * 40]), ValueError, "NaN or Inf"),
         (torch.zeros(1, 0, 3), ValueError, "Empty point cloud"),
         ([torch.randn(40, 3), torch.zeros(0, 3)], ValueError, "Cloud 1 is empty"),
-        (torch.randn(1, 10, 3), ValueError, r"10 points, fewer than num_groups=16.*num_groups<=10"),
         (torch.randn(1, 40, 4), ValueError, r"\[B, P, 3\].*in_chans=4"),
         (torch.randint(0, 5, (1, 40, 3)), TypeError, "floating point"),
         ("cloud.ply", TypeError, "expects a tensor"),
@@ -105,7 +104,59 @@ def test_duplicate_points_work():
     assert torch.isfinite(tok(pts).x).all()
 
 
+def test_short_clouds_repeat_their_distinct_points_and_leave_others_unchanged():
+    """A cloud with fewer (distinct) points than groups takes all of them as centres, repeated; the
+    other clouds of the batch are grouped exactly as on their own."""
+    torch.manual_seed(0)
+    tok = small_pc().eval()
+    normal = torch.randn(100, 3)
+    dup = torch.randn(6, 3).repeat(10, 1)  # 60 points, 6 distinct
+    with torch.no_grad():
+        alone = tok(normal.unsqueeze(0))
+        both = tok(torch.stack([normal[:60], dup]))
+        short = tok([normal, torch.randn(10, 3)])  # 10 points < 16 groups
+        ref = tok(normal[:60].unsqueeze(0))
+    torch.testing.assert_close(both.x[0], ref.x[0])
+    centres = both.meta.centers[1]
+    assert torch.unique(centres, dim=0).shape[0] == 6 and torch.equal(centres[:6], centres[6:12])
+    torch.testing.assert_close(short.x[0], alone.x[0], atol=1e-5, rtol=0)
+    assert torch.isfinite(short.x).all() and short.x.shape == (2, 16, 32)
+
+
+def test_short_clouds_error_mode_says_what_to_do():
+    tok = small_pc(short_clouds="error")
+    with pytest.raises(ValueError, match=r"10 points, fewer than num_groups=16.*num_groups<=10"):
+        tok(torch.randn(1, 10, 3))
+    with pytest.raises(ValueError, match="fewer than 16 distinct points"):
+        tok(torch.randn(1, 8, 3).repeat(1, 5, 1))
+    with pytest.raises(ValueError, match="short_clouds must be one of"):
+        small_pc(short_clouds="pad")
+
+
 # ---------------------------------------------------------------- graphs
+def test_mini_pointnet_equals_the_concatenated_form():
+    """The per-group half of the second stage's first layer is applied once per group: the same
+    function (values and gradients) as the layer on ``[global, point]`` features."""
+    from unimix.tokenizers.pointcloud import MiniPointNet
+
+    torch.manual_seed(0)
+    enc = MiniPointNet(3, 24, hidden=8).double()
+    x = torch.randn(2, 5, 7, 3, dtype=torch.double, requires_grad=True)
+
+    def concatenated(groups):
+        f = enc.first(groups)
+        g = f.amax(2, keepdim=True)
+        return enc.second(torch.cat([g.expand_as(f), f], -1)).amax(2)
+
+    out, ref = enc(x), concatenated(x)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    w = torch.randn_like(out)
+    grads = torch.autograd.grad((out * w).sum(), [x, *enc.parameters()])
+    ref_grads = torch.autograd.grad((ref * w).sum(), [x, *enc.parameters()])
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
 def test_graph_node_level_hop_tokens():
     tok = GraphTokenizer(embed_dim=32, num_hops=3)
     t = tok(ring_graph(10))

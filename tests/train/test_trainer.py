@@ -139,7 +139,7 @@ def test_resume_continues_exactly(tmp_path):
         Trainer(model(), output_dir=tmp_path / "b", callbacks=[crash], **kw).fit((x, y), (vx, vy))
     resumed = Trainer(model(), output_dir=tmp_path / "b", resume=True, **kw)
     h_res = resumed.fit((x, y), (vx, vy))
-    timing = ("time_s", "train_time_s", "train_samples_per_s")
+    timing = ("time_s", "train_time_s", "train_samples_per_s", "cpu_s")
     strip = [{k: v for k, v in r.items() if k not in timing} for r in h_full]
     assert [{k: v for k, v in r.items() if k not in timing} for r in h_res] == strip
     for k, v in params(full.model).items():

@@ -21,12 +21,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..validation import check_file
+
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
 
 def _open_image(path: str, mode: str | None = None):
     from PIL import Image, UnidentifiedImageError
 
+    check_file(path, "Image file")  # a FIFO in the folder would block open()
     try:
         with Image.open(path) as img:
             img.load()

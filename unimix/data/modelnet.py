@@ -17,7 +17,8 @@ Items are dicts ``{"points": [num_points, 3 or 6] float32, "label": long scalar}
 ``classes``. Every cloud goes through the dataset's ``preprocess``, a :class:`unimix.io.PointCloudPreprocess`
 (the library's one path, also what ``unimix predict`` applies to a saved model): the first
 ``num_points`` points (PointNet++ and DGCNN do this too; the files are already in random order; a
-shorter cloud repeats random points), centred and scaled into the unit sphere (the published protocol).
+shorter cloud repeats random points), centred and scaled into the unit sphere (the published protocol;
+``normalize=`` picks another). ``raw_points(i)`` gives a shape before resampling and normalisation.
 """
 from __future__ import annotations
 
@@ -78,13 +79,21 @@ def _check_cloud(path: str | Path, pts: np.ndarray, row: int | None = None) -> N
 class _ModelNetBase(Dataset):
     classes: list[str]
 
-    def __init__(self, num_points: int | None, normals: bool, transform: Callable | None):
+    def __init__(self, num_points: int | None, normals: bool, transform: Callable | None, normalize: str = "unit_sphere"):
         if num_points is not None and num_points < 1:
             raise ValueError(f"num_points must be positive or None; got {num_points}.")
         self.num_points, self.normals, self.transform = num_points, normals, transform
-        self.preprocess = PointCloudPreprocess(num_points, "unit_sphere", normals=normals, sampling="first")
+        self.preprocess = PointCloudPreprocess(num_points, normalize, normals=normals, sampling="first")
 
-    def _item(self, pts: np.ndarray, label: int, where: str) -> dict:
+    def _raw(self, i: int) -> tuple[np.ndarray, int]:
+        raise NotImplementedError
+
+    def raw_points(self, i: int) -> torch.Tensor:
+        """Shape ``i`` before resampling and normalisation, ``[P, 3 or 6]`` float32."""
+        return torch.from_numpy(np.ascontiguousarray(self._raw(i)[0], dtype=np.float32))
+
+    def __getitem__(self, i: int) -> dict:
+        pts, label = self._raw(i)
         pts = self.preprocess(torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32)))
         item = {"points": pts.contiguous(), "label": torch.tensor(label)}
         return self.transform(item) if self.transform is not None else item
@@ -103,10 +112,10 @@ class ModelNet40H5(_ModelNetBase):
     """``modelnet40_ply_hdf5_2048``: all listed h5 files of a split, loaded into memory (as DGCNN does)."""
 
     def __init__(self, root: str | Path, split: str = "train", num_points: int | None = 1024, normals: bool = False,
-                 transform: Callable | None = None):
+                 transform: Callable | None = None, normalize: str = "unit_sphere"):
         import h5py
 
-        super().__init__(num_points, normals, transform)
+        super().__init__(num_points, normals, transform, normalize)
         self.root = root = Path(root)
         names = root / "shape_names.txt"
         self.classes = _read_lines(names, "Class-name file") if names.is_file() else [f"class_{i}" for i in range(40)]
@@ -149,9 +158,9 @@ class ModelNet40H5(_ModelNetBase):
     def labels(self) -> torch.Tensor:
         return torch.from_numpy(self._labels)
 
-    def __getitem__(self, i: int) -> dict:
+    def _raw(self, i: int) -> tuple[np.ndarray, int]:
         pts = self.data[i] if self.normal is None else np.concatenate([self.data[i], self.normal[i]], 1)
-        return self._item(pts, int(self._labels[i]), f"{self.root} shape {i}")
+        return pts, int(self._labels[i])
 
 
 def read_resampled_file(path: str | Path) -> np.ndarray:
@@ -179,8 +188,8 @@ class ModelNet40Resampled(_ModelNetBase):
     """``modelnet40_normal_resampled``: one text file per shape, read on first access and cached."""
 
     def __init__(self, root: str | Path, split: str = "train", num_points: int | None = 1024, normals: bool = False,
-                 transform: Callable | None = None, num_categories: int = 40):
-        super().__init__(num_points, normals, transform)
+                 transform: Callable | None = None, num_categories: int = 40, normalize: str = "unit_sphere"):
+        super().__init__(num_points, normals, transform, normalize)
         self.root = root = Path(root)
         prefix = f"modelnet{num_categories}"
         self.classes = _read_lines(root / f"{prefix}_shape_names.txt", "Class-name file")
@@ -193,22 +202,22 @@ class ModelNet40Resampled(_ModelNetBase):
             self.items.append((root / cls / f"{name}.txt", index[cls]))
         self._cache: dict[int, np.ndarray] = {}
 
-    def __getitem__(self, i: int) -> dict:
+    def _raw(self, i: int) -> tuple[np.ndarray, int]:
         path, label = self.items[i]
         if i not in self._cache:
             pts = read_resampled_file(path)
             if self.num_points is not None and len(pts) >= self.num_points:
                 pts = pts[: self.num_points].copy()  # keep only what is used: the full set would need ~3 GB
             self._cache[i] = pts
-        return self._item(self._cache[i], label, str(path))
+        return self._cache[i], label
 
 
 class ModelNet40OFF(_ModelNetBase):
     """Raw ModelNet meshes (``<class>/{train,test}/*.off``), sampled with PyG's ``SamplePoints``."""
 
     def __init__(self, root: str | Path, split: str = "train", num_points: int = 1024, normals: bool = False,
-                 transform: Callable | None = None, seed: int = 0):
-        super().__init__(num_points, normals, transform)
+                 transform: Callable | None = None, seed: int = 0, normalize: str = "unit_sphere"):
+        super().__init__(num_points, normals, transform, normalize)
         root = Path(root)
         if (root / "raw").is_dir() and not list(root.glob("*/train/*.off")):
             root = root / "raw"
@@ -221,7 +230,7 @@ class ModelNet40OFF(_ModelNetBase):
             raise FileNotFoundError(f"No OFF meshes for split '{split}' under {root}/<class>/{split}/.")
         self._cache: dict[int, np.ndarray] = {}
 
-    def __getitem__(self, i: int) -> dict:
+    def _raw(self, i: int) -> tuple[np.ndarray, int]:
         from torch_geometric.data import Data
         from torch_geometric.transforms import SamplePoints
 
@@ -237,14 +246,15 @@ class ModelNet40OFF(_ModelNetBase):
             pts = torch.cat([sampled.pos, sampled.normal], 1).numpy()
             _check_cloud(path, pts)
             self._cache[i] = pts
-        return self._item(self._cache[i], label, str(path))
+        return self._cache[i], label
 
 
 def load_modelnet40(root: str | Path, split: str = "train", num_points: int = 1024, normals: bool = False,
-                    transform: Callable | None = None, format: str | None = None) -> Dataset:
-    """A ModelNet40 split from ``root``, whichever layout it is in (``format`` overrides the detection)."""
+                    transform: Callable | None = None, format: str | None = None, normalize: str = "unit_sphere") -> Dataset:
+    """A ModelNet40 split from ``root``, whichever layout it is in (``format`` overrides the detection);
+    ``normalize``: one of :data:`unimix.io.points.NORMALIZATIONS` (the published protocol: ``unit_sphere``)."""
     fmt = detect_format(root) if format is None else format
     if fmt not in FORMATS:
         raise ValueError(f"Unknown ModelNet40 format {fmt!r}; expected one of {FORMATS}.")
     cls = {"hdf5": ModelNet40H5, "resampled": ModelNet40Resampled, "off": ModelNet40OFF}[fmt]
-    return cls(root, split, num_points=num_points, normals=normals, transform=transform)
+    return cls(root, split, num_points=num_points, normals=normals, transform=transform, normalize=normalize)

@@ -11,6 +11,8 @@ entry of a dict item.
 - :func:`random_scale` + :func:`translate`: one isotropic scale ``U[0.8, 1.25]`` and shift ``U[-0.1, 0.1]``
   (PointNet++).
 - :func:`jitter`: clipped Gaussian noise; :func:`rotate_z`: rotation about the up axis;
+  :func:`point_dropout`: PointNet++'s input dropout; :func:`scan_augment` / :func:`raw_scan_augment`:
+  what suits scanned objects (after / before normalisation);
   :func:`shuffle_points`; :func:`normalize_unit_sphere`: centre and scale into the unit sphere.
 """
 from __future__ import annotations
@@ -76,10 +78,13 @@ def jitter(x: Tensor, sigma: float = 0.01, clip: float = 0.05, generator: torch.
     return out[0] if single else out
 
 
-def rotate_z(x: Tensor, angle: float | Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+def rotate_z(x: Tensor, angle: float | Tensor | None = None, generator: torch.Generator | None = None,
+             normals: bool | None = None) -> Tensor:
     """Rotate about the z (up) axis by ``angle`` radians (random ``U[0, 2 pi)`` per cloud by default).
-    Channels 3:6 are treated as normals and rotated too."""
+    Channels 3:6 are normals and rotated too when ``normals`` is true (``None``: when there are >= 6
+    channels); ``normals=False`` leaves every extra channel (e.g. extent channels) as it is."""
     x, single = _batched(x)
+    normals = x.shape[-1] >= 6 if normals is None else normals
     b = x.shape[0]
     if angle is None:
         angle = _uniform((b,), 0.0, 2 * math.pi, x, generator)
@@ -88,11 +93,47 @@ def rotate_z(x: Tensor, angle: float | Tensor | None = None, generator: torch.Ge
     zero, one = torch.zeros_like(c), torch.ones_like(c)
     rot = torch.stack([c, -s, zero, s, c, zero, zero, zero, one], -1).view(b, 3, 3)
     parts = [x[..., :3] @ rot.transpose(1, 2)]
-    if x.shape[-1] >= 6:
+    if normals and x.shape[-1] >= 6:
         parts += [x[..., 3:6] @ rot.transpose(1, 2), x[..., 6:]]
     else:
         parts.append(x[..., 3:])
     out = torch.cat(parts, -1)
+    return out[0] if single else out
+
+
+def point_dropout(x: Tensor, max_ratio: float = 0.875, generator: torch.Generator | None = None) -> Tensor:
+    """PointNet++'s input dropout: per cloud a ratio ``U[0, max_ratio]``; each point is dropped with
+    that probability and replaced by the cloud's first point, so the point count stays."""
+    x, single = _batched(x)
+    ratio = _uniform((x.shape[0], 1), 0.0, max_ratio, x, generator)
+    drop = _uniform(x.shape[:2], 0.0, 1.0, x, generator) < ratio
+    out = torch.where(drop.unsqueeze(-1), x[:, :1].expand_as(x), x)
+    return out[0] if single else out
+
+
+def scan_augment(x: Tensor, generator: torch.Generator | None = None, normals: bool = False, geometric: bool = True,
+                 noise: bool = True, dropout: float = 0.875) -> Tensor:
+    """The augmentation for scanned objects: a rotation about the up axis (z), one isotropic scale
+    ``U[0.8, 1.25]`` (``geometric=False`` skips both, for clouds augmented before normalisation), then
+    (``noise=True``) jitter ``N(0, 0.01)`` clipped at 0.05 and :func:`point_dropout` up to ``dropout``."""
+    if geometric:
+        x = random_scale(rotate_z(x, generator=generator, normals=normals), generator=generator)
+    if not noise:
+        return x
+    x = jitter(x, generator=generator)
+    return point_dropout(x, dropout, generator) if dropout > 0 else x
+
+
+def raw_scan_augment(x: Tensor, generator: torch.Generator | None = None, normals: bool = False,
+                     scale: tuple[float, float] = (0.8, 1.25)) -> Tensor:
+    """Before normalisation (a raw cloud in its own units): a rotation about the up axis and a per-axis
+    scale ``U[scale]`` about the centroid, so extents and sizes computed afterwards change with it."""
+    x, single = _batched(x)
+    c = x[..., :3].mean(-2, keepdim=True)
+    x = torch.cat([x[..., :3] - c, x[..., 3:]], -1)
+    x = rotate_z(x, generator=generator, normals=normals)
+    s = _uniform((x.shape[0], 1, 3), *scale, x, generator)
+    out = torch.cat([x[..., :3] * s + c, x[..., 3:]], -1)
     return out[0] if single else out
 
 
@@ -162,7 +203,10 @@ class Compose:
 AUGMENTATIONS = {
     "scale_translate": lambda x, g=None: scale_and_translate(x, generator=g),
     "pointnet2": lambda x, g=None: translate(random_scale(x, generator=g), generator=g),
+    "scan": lambda x, g=None: scan_augment(x, g),
+    "scan_geometric": lambda x, g=None: scan_augment(x, g, noise=False),
     "none": lambda x, g=None: x,
 }
 """Named training augmentations for the examples: ``scale_translate`` (DGCNN/PCT/Point-MAE),
-``pointnet2`` (isotropic scale + shift) and ``none``."""
+``pointnet2`` (isotropic scale + shift), ``scan`` (:func:`scan_augment`, xyz only), ``scan_geometric``
+(its rotation and scale without jitter and point dropout) and ``none``."""

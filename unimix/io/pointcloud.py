@@ -6,7 +6,11 @@ error can name the line), ``.npy`` arrays are read without pickles; PLY, PCD, OB
 through open3d, imported only when needed.
 
 Every problem is a ``ValueError`` (or ``FileNotFoundError``) that names the file: truncated or
-malformed files, empty clouds, NaN or Inf coordinates, degenerate meshes.
+malformed files, empty clouds, NaN or Inf coordinates, degenerate meshes, and paths that are not
+regular files (a FIFO would block). Headers that declare a size (PLY, PCD, binary STL, ``.npy``,
+open3d pre-sizes its arrays from them) are checked against the bytes or lines actually present
+*before* anything is allocated, and coordinates are range-checked *after* the cast to float32
+(``1e39`` in a text file is inf in float32).
 
 Too few points or duplicates are not errors here: the tokenizer raises a clear error when a cloud has
 fewer (distinct) points than ``num_groups``. Resampling to a fixed count and normalisation are the
@@ -20,6 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+from ..validation import MAX_COORD, check_file
+from .headers import check_npy_header, check_stl, pcd_point_count, ply_vertex_count
 
 POINT_FORMATS = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts", ".txt", ".npy")
 MESH_FORMATS = (".off", ".obj", ".stl")
@@ -37,8 +44,7 @@ def _open3d():
 
 
 def _check_file(path: Path) -> None:
-    if not path.is_file():
-        raise FileNotFoundError(f"Point-cloud file {path} does not exist.")
+    check_file(path, "Point-cloud file")
     if path.stat().st_size == 0:
         raise ValueError(f"{path}: the file is empty (0 bytes); is it truncated?")
 
@@ -48,9 +54,21 @@ def _check_points(path: Path, pts: np.ndarray, what: str = "points") -> np.ndarr
         raise ValueError(f"{path}: no {what} could be read; the file is empty, truncated or not in the format its extension says.")
     bad = ~np.isfinite(pts).all(1)
     if bad.any():
-        raise ValueError(f"{path}: {int(bad.sum())} {what} have NaN or Inf coordinates (first: row {int(np.flatnonzero(bad)[0])}); "
-                         "repair the file or drop those rows.")
+        raise ValueError(f"{path}: {int(bad.sum())} {what} have NaN or Inf coordinates (first: row {int(np.flatnonzero(bad)[0])}; "
+                         "values beyond float32's range, about 3.4e38, are Inf once read); repair the file or drop those rows.")
+    big = np.abs(pts).max(1) > MAX_COORD
+    if big.any():
+        raise ValueError(f"{path}: {int(big.sum())} {what} have coordinates beyond {MAX_COORD:.0e} (first: row "
+                         f"{int(np.flatnonzero(big)[0])}, {float(np.abs(pts).max()):.3g}); the model computes in float32, where "
+                         "squared distances of such values overflow. Rescale the file's units.")
     return pts
+
+
+def _as_float32(path: Path, pts: np.ndarray, what: str = "points") -> np.ndarray:
+    """``pts`` as contiguous float32, checked *after* the cast (a float64 1e39 is inf in float32)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(pts, dtype=np.float32)
+    return _check_points(path, out, what)
 
 
 def read_point_cloud(path: str | Path, num_points: int | None = None, normals: bool = False, seed: int = 0) -> Tensor:
@@ -75,7 +93,7 @@ def read_point_cloud(path: str | Path, num_points: int | None = None, normals: b
     if ext in MESH_FORMATS:
         verts, faces = read_mesh(path)
         pts = sample_mesh(verts, faces, 2048 if num_points is None else num_points, seed=seed, normals=normals, path=path)
-        return torch.from_numpy(pts)
+        return torch.from_numpy(_as_float32(path, pts, "sampled points"))
     if ext in (".ply", ".pcd"):
         pts, nrm = _read_open3d_points(path)
     elif ext == ".npy":
@@ -87,7 +105,7 @@ def read_point_cloud(path: str | Path, num_points: int | None = None, normals: b
             raise ValueError(f"{path}: normals=True but the file has no normals; estimate them "
                              "(open3d's estimate_normals) or read xyz only with normals=False.")
         pts = np.concatenate([pts, _check_points(path, nrm, "normals")], 1)
-    out = torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32))
+    out = torch.from_numpy(_as_float32(path, pts))
     if num_points is None:
         return out
     from .points import resample_points
@@ -97,10 +115,11 @@ def read_point_cloud(path: str | Path, num_points: int | None = None, normals: b
 
 def _read_npy_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """A ``[P, 3]`` or ``[P, 6]`` (xyz + normals) ``.npy`` array; object arrays (pickles) are refused."""
+    check_npy_header(path)
     try:
         arr = np.load(path, allow_pickle=False)
     except ValueError as e:
-        raise ValueError(f"{path}: not a plain numeric .npy array ({e}); object arrays need pickle, which unimix never loads.") from None
+        raise ValueError(f"{path}: not a plain numeric .npy array ({e}).") from None
     if arr.ndim != 2 or arr.shape[1] < 3 or not np.issubdtype(arr.dtype, np.number):
         raise ValueError(f"{path}: expected a numeric array [P, 3] (or [P, 6] with normals); got {arr.dtype} {arr.shape}.")
     arr = arr.astype(np.float64)
@@ -110,49 +129,16 @@ def _read_npy_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _read_open3d_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     o3d = _open3d()
-    expected = _ply_vertex_count(path) if path.suffix.lower() == ".ply" else None
+    expected = ply_vertex_count(path) if path.suffix.lower() == ".ply" else pcd_point_count(path)
     if expected == 0:
-        raise ValueError(f"{path}: the PLY header declares 0 vertices.")
+        raise ValueError(f"{path}: the header declares 0 points.")
     pcd = o3d.io.read_point_cloud(str(path))
     pts = np.asarray(pcd.points, dtype=np.float64)
     if expected is not None and len(pts) != expected:
-        raise ValueError(f"{path}: the PLY header declares {expected} vertices but {len(pts)} could be read; the file is truncated or malformed.")
+        raise ValueError(f"{path}: the header declares {expected} points but {len(pts)} could be read; the file is truncated or malformed.")
     _check_points(path, pts)
     nrm = np.asarray(pcd.normals, dtype=np.float64) if pcd.has_normals() else None
     return pts, nrm
-
-
-_PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
-              "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8}
-
-
-def _ply_vertex_count(path: Path) -> int | None:
-    """Vertex count from the PLY header; for binary files without list properties, also checks that
-    the file is long enough for what the header declares."""
-    with open(path, "rb") as f:
-        head = f.read(1 << 16)
-    if not head.startswith(b"ply"):
-        raise ValueError(f"{path}: not a PLY file (it does not start with 'ply').")
-    end = head.find(b"end_header")
-    if end < 0:
-        raise ValueError(f"{path}: PLY header has no 'end_header'; the file is truncated or malformed.")
-    header = head[: end].decode("ascii", errors="replace").splitlines()
-    body_start = head.index(b"\n", end) + 1 if b"\n" in head[end:] else len(head)
-    elements, binary = [], any(ln.startswith("format binary") for ln in header)
-    for ln in header:
-        t = ln.split()
-        if t[:1] == ["element"] and len(t) == 3:
-            elements.append([t[1], int(t[2]), 0])
-        elif t[:1] == ["property"] and elements:
-            elements[-1][2] = None if t[1] == "list" or elements[-1][2] is None else elements[-1][2] + _PLY_SIZES.get(t[1], 0)
-    counts = {name: n for name, n, _ in elements}
-    if binary and elements and all(size for _, _, size in elements):
-        need = body_start + sum(n * size for _, n, size in elements)
-        have = path.stat().st_size
-        if have < need:
-            raise ValueError(f"{path}: the PLY header declares {counts.get('vertex', 0)} vertices ({need} bytes in all) "
-                             f"but the file has {have} bytes; the file is truncated.")
-    return counts.get("vertex")
 
 
 def _parse_floats(path: Path, lines: list[str], first_line: int) -> np.ndarray:
@@ -215,6 +201,8 @@ def read_off(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         nv, nf = int(head[0]), int(head[1])
     except (ValueError, IndexError):
         raise ValueError(f"{path}: bad OFF counts line {' '.join(head)!r}; expected 'V F E'.") from None
+    if nv < 0 or nf < 0:
+        raise ValueError(f"{path}: the OFF header declares {nv} vertices and {nf} faces; counts cannot be negative.")
     if len(body) < nv + nf:
         raise ValueError(f"{path}: OFF header declares {nv} vertices and {nf} faces but the file has only "
                          f"{len(body)} data lines; it is truncated.")
@@ -248,6 +236,8 @@ def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         verts, faces = read_off(path)
     else:
         o3d = _open3d()
+        if path.suffix.lower() == ".stl":
+            check_stl(path)
         mesh = o3d.io.read_triangle_mesh(str(path))
         verts, faces = np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.triangles, dtype=np.int64)
     _check_points(path, verts, "vertices")

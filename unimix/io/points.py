@@ -8,11 +8,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-NORMALIZATIONS = ("unit_sphere", "center", "unit_sphere_extent", "none")
+NORMALIZATIONS = ("unit_sphere", "center", "unit_sphere_extent", "unit_sphere_log_extent", "none")
 """``unit_sphere``: centroid at the origin, farthest point at distance 1 (the ModelNet protocol).
 ``center``: centroid at the origin, metric size kept (scans whose size tells classes apart).
 ``unit_sphere_extent``: ``unit_sphere`` plus the object's bounding-box extent (x, y, z, in the input
 units) as 3 extra channels on every point: the shape in a common frame and the size beside it.
+``unit_sphere_log_extent``: the same with the natural log of the extent (``log(max(extent, 1e-3))``):
+sizes from decimetres to hundreds of metres stay within a few units, next to unit-sphere coordinates.
 ``none``: unchanged."""
 
 
@@ -58,7 +60,7 @@ def resample_points(points: Tensor, num_points: int, seed: int | None = 0, gener
 def normalize_points(x: Tensor, mode: str = "unit_sphere") -> Tensor:
     """Normalise ``[P, C]`` or ``[B, P, C]`` clouds (xyz first; extra channels pass through).
 
-    See :data:`NORMALIZATIONS`. ``unit_sphere_extent`` appends 3 channels.
+    See :data:`NORMALIZATIONS`. ``unit_sphere_extent`` and ``unit_sphere_log_extent`` append 3 channels.
     """
     if mode not in NORMALIZATIONS:
         raise ValueError(f"Unknown normalisation {mode!r}; expected one of {NORMALIZATIONS}.")
@@ -69,11 +71,13 @@ def normalize_points(x: Tensor, mode: str = "unit_sphere") -> Tensor:
     xyz, rest = x[..., :3], x[..., 3:]
     xyz = xyz - xyz.mean(-2, keepdim=True)
     parts = [xyz]
-    if mode in ("unit_sphere", "unit_sphere_extent"):
+    if mode.startswith("unit_sphere"):
         r = xyz.norm(dim=-1).amax(-1, keepdim=True).clamp_min(1e-12)
         parts = [xyz / r.unsqueeze(-1)]
     parts.append(rest)
-    if mode == "unit_sphere_extent":
+    if mode.endswith("extent"):
         extent = xyz.amax(-2, keepdim=True) - xyz.amin(-2, keepdim=True)
+        if mode == "unit_sphere_log_extent":
+            extent = extent.clamp_min(1e-3).log()
         parts.append(extent.expand_as(xyz))
     return torch.cat(parts, -1)

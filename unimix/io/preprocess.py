@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..registry import register_reader
+from ..validation import check_file, check_sizes
 from .pointcloud import MESH_FORMATS, POINT_FORMATS, read_point_cloud
 from .points import NORMALIZATIONS, SAMPLINGS, normalize_points, resample_points
 
@@ -57,7 +58,7 @@ class PointCloudPreprocess:
     @property
     def in_chans(self) -> int:
         """Channels per point after preprocessing (what the tokenizer's ``in_chans`` must be)."""
-        return 3 + 3 * self.normals + 3 * (self.normalize == "unit_sphere_extent")
+        return 3 + 3 * self.normals + 3 * self.normalize.endswith("extent")
 
     def __call__(self, points: Tensor, seed: int | None = ..., generator: torch.Generator | None = None) -> Tensor:
         """``[P, C]`` raw points -> ``[num_points, in_chans]`` float32."""
@@ -102,7 +103,10 @@ class ImagePreprocess:
 
     def __post_init__(self):
         self.img_size = tuple(int(s) for s in (self.img_size if not isinstance(self.img_size, int) else (self.img_size,) * 2))
+        check_sizes("ImagePreprocess", 1, None, **dict(zip(("img_size height", "img_size width"), self.img_size)), in_chans=self.in_chans)
         self.mean, self.std = tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std)
+        if not all(s > 0 for s in self.std):
+            raise ValueError(f"std must be positive per channel (pixels are divided by it); got {self.std}.")
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
             raise ValueError(f"mean and std need {self.in_chans} values (in_chans={self.in_chans}); got {self.mean}, {self.std}.")
 
@@ -122,9 +126,7 @@ class ImagePreprocess:
     def read(self, path: str | Path) -> Tensor:
         from PIL import Image, UnidentifiedImageError
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"Image file {path} does not exist.")
+        path = check_file(path, "Image file")
         try:
             with Image.open(path) as img:
                 img.load()

@@ -9,11 +9,31 @@ from torch.utils.checkpoint import checkpoint
 
 from ..registry import BLOCKS
 from ..tokens import Tokens
+from ..validation import MAX_DEPTH, MAX_DIM, check_fraction, check_int, check_memory
 from .common import Affine
 
 
 def get_block(name: str) -> type[nn.Module]:
     return BLOCKS.get_class(name)
+
+
+def _check_trunk_memory(block_cls: type, name: str, dim: int, depth: int, num_tokens: int | None, block_kwargs: dict) -> None:
+    """Refuse a trunk whose weights alone exceed the machine's memory, before building it: one block
+    is built on the ``meta`` device (no memory, about a millisecond) and its parameters counted."""
+    if depth == 0:
+        return
+    try:
+        with torch.device("meta"):
+            probe = block_cls(dim, num_tokens=num_tokens, **block_kwargs)
+    except TypeError as e:  # an option the block does not take
+        import inspect
+
+        takes = [k for k in inspect.signature(block_cls.__init__).parameters if k not in ("self", "dim", "num_tokens", "kwargs")]
+        raise TypeError(f"Block '{name}' cannot be built with {sorted(block_kwargs)} ({e}); it takes {takes}.") from None
+    except Exception:  # a block that cannot be built on the meta device: its real build reports any error
+        return
+    n = sum(p.numel() for p in probe.parameters()) * depth
+    check_memory(f"A trunk of {depth} '{name}' blocks {dim} wide ({n:,} float32 parameters)", 4 * n, "lower dim or depth.")
 
 
 class Trunk(nn.Module):
@@ -40,6 +60,10 @@ class Trunk(nn.Module):
         **block_kwargs,
     ):
         super().__init__()
+        check_int("dim", dim, 1, MAX_DIM, "Pick the token width, e.g. 384.")
+        check_int("depth", depth, 0, MAX_DEPTH, "Pick the number of trunk blocks, e.g. 8.")
+        check_fraction("drop_rate", drop_rate)
+        check_fraction("drop_path_rate", drop_path_rate)
         self.block_name = BLOCKS.resolve(block)
         block_cls = BLOCKS.get_class(self.block_name)
         if getattr(block_cls, "fixed_tokens", False) and not num_tokens:
@@ -50,6 +74,7 @@ class Trunk(nn.Module):
             )
         self.dim, self.depth, self.num_tokens = dim, depth, num_tokens
         self.grad_checkpointing = False
+        _check_trunk_memory(block_cls, self.block_name, dim, depth, num_tokens, block_kwargs)
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.ModuleList(
             block_cls(dim, num_tokens=num_tokens, drop=drop_rate, drop_path=dpr[i], **block_kwargs)

@@ -21,7 +21,8 @@ from typing import Any
 
 from torch import nn
 
-from ..serialization import atomic_write_bytes, atomic_write_text, model_state, safetensors_bytes, unwrap
+from ..serialization import (atomic_write_bytes, atomic_write_text, check_finite_state, clean_temporaries, model_state,
+                             safetensors_bytes, unwrap)
 from ..version import __version__
 
 CONFIG_NAME = "config.json"
@@ -80,34 +81,30 @@ def pretrained_config(model: nn.Module, extra: dict | None = None) -> dict:
     return config
 
 
-def _clean_temporaries(folder: Path) -> None:
-    """Temporary files a killed save left behind (``.model.safetensors.*.tmp``, ``.config.json.*.tmp``)."""
-    for name in (WEIGHTS_NAME, CONFIG_NAME):
-        for tmp in folder.glob(f".{name}.*.tmp"):
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
-
-
 def save_pretrained(model: nn.Module, save_directory: str | os.PathLike, extra: dict | None = None) -> Path:
     """Write ``model.safetensors`` (weights + config in its metadata, one atomic file) and ``config.json``.
+
+    A save killed at any moment leaves the folder loadable, with weights and config from one save;
+    the temporary files it left are removed by the next save. Weights holding NaN or Inf are refused.
 
     Args:
         model: a model from :func:`unimix.create_model` (it carries ``unimix_config``).
         extra: JSON-able additions stored in the config, e.g. ``{"class_names": [...]}``; the keys
-            ``unimix_version``, ``format_version``, ``architecture``, ``model`` and ``preprocess`` are
-            reserved. A model loaded by :func:`unimix.from_pretrained` keeps what it was loaded with
+            ``unimix_version``, ``format_version``, ``architecture``, ``model``, ``preprocess`` and
+            ``save_id`` are reserved (a ``ValueError``). A model loaded by :func:`unimix.from_pretrained` keeps what it was loaded with
             (``model.pretrained_info``) unless ``extra`` replaces it.
     """
     out = Path(save_directory)
     if out.exists() and not out.is_dir():
         raise ValueError(f"save_pretrained writes a folder, but '{out}' is a file; pass a folder path.")
     out.mkdir(parents=True, exist_ok=True)
-    _clean_temporaries(out)
+    for name in (WEIGHTS_NAME, CONFIG_NAME):  # what a save killed mid-write left behind
+        clean_temporaries(out / name)
     # key order kept (a MultiTaskModel builds from its first task); save_id ties config.json to these weights
     text = json.dumps({**pretrained_config(model, extra), "save_id": uuid.uuid4().hex}, indent=2)
-    atomic_write_bytes(out / WEIGHTS_NAME, safetensors_bytes(model_state(model), {"format": "pt", "unimix_config": text}))
+    state = model_state(model)
+    check_finite_state(state, f"model being saved to '{out}'")
+    atomic_write_bytes(out / WEIGHTS_NAME, safetensors_bytes(state, {"format": "pt", "unimix_config": text}))
     atomic_write_text(out / CONFIG_NAME, text)
     return out
 

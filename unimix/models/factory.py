@@ -18,6 +18,7 @@ from torch import nn
 from .._names import resolve_name
 from ..backbone import Backbone
 from ..registry import BLOCKS, HEADS, TOKENIZERS
+from ..validation import MAX_DEPTH, MAX_DIM, check_int
 from .init import init_weights
 from .model import UnimixModel
 
@@ -52,6 +53,13 @@ def create_variant(variant: str, dim: int, depth: int, tokenizer: Any = "pointcl
                          "unimix.from_timm(...) or load your own with load_state_dict.")
     for k in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
         kwargs.pop(k, None)  # passed by timm.create_model
+    # sizes first: a config with depth 1000000 or num_classes -1 is refused before anything is built
+    check_int("dim", dim, 1, MAX_DIM, "Pick the token width, e.g. 384.")
+    check_int("depth", depth, 0, MAX_DEPTH, "Pick the number of trunk blocks, e.g. 8.")
+    check_int("num_classes", num_classes, 0, None, "Pass the number of classes (0 gives features).")
+    for name, value in (("tokenizer_kwargs", tokenizer_kwargs), ("head_kwargs", head_kwargs)):
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f"{name} must be a dict of keyword arguments; got {value!r} ({type(value).__name__}).")
     tokenizer_kwargs = task_tokenizer_kwargs(tokenizer, task, tokenizer_kwargs)
     drop_rate = kwargs.pop("drop_rate", 0.0)
     if BLOCKS.resolve(block) == "external_attention" and "num_heads" not in kwargs:

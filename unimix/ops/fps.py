@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..validation import MAX_COORD, check_values
 from .common import FPS_BACKENDS, check_backend, gather_points, numba_available, numba_points, open3d_available, require_numba
 
 def resolve_fps_backend(xyz: Tensor, backend: str = "auto") -> str:
@@ -59,7 +60,7 @@ def farthest_point_sample(
             pick the same location twice).
     """
     b, p, _ = xyz.shape
-    xyz = xyz.detach()
+    xyz = check_values("FPS points", xyz.detach(), MAX_COORD, "Rescale the cloud (unimix.io.normalize_points) or drop non-finite points.")
     counts = [p] * b if mask is None else mask.sum(1).tolist()
     few = [i for i, n in enumerate(counts) if n < num_samples]
     if few:

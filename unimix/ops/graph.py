@@ -15,6 +15,8 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.transforms import BaseTransform
 from torch_geometric.utils import coalesce, degree, remove_self_loops, to_torch_csr_tensor
 
+from ..validation import MAX_VALUE, check_edge_index, check_memory, check_values
+
 
 def degree_features(edge_index: Tensor, num_nodes: int, max_degree: int = 32) -> Tensor:
     """One-hot in-degree, capped at ``max_degree``: ``[num_nodes, max_degree + 1]``."""
@@ -28,15 +30,14 @@ def node_features(data: Data, max_degree: int = 32) -> Tensor:
         raise ValueError("Graph has zero nodes; a graph needs at least one node to be tokenized.")
     x = getattr(data, "x", None)
     if x is None:
-        return degree_features(data.edge_index, data.num_nodes, max_degree)
+        check_memory(f"One-hot degrees of {data.num_nodes} nodes", 4.0 * data.num_nodes * (max_degree + 1),
+                     "check num_nodes, or give the graph node features x.")
+        return degree_features(check_edge_index(data.edge_index, data.num_nodes), data.num_nodes, max_degree)
     if x.ndim == 1:
         x = x.unsqueeze(-1)
     if not (x.is_floating_point() or x.dtype in (torch.long, torch.int, torch.bool, torch.uint8)):
         raise TypeError(f"Node features must be numeric; got dtype {x.dtype}.")
-    x = x.float()
-    if not torch.isfinite(x).all():
-        raise ValueError("Node features contain NaN or Inf; clean them (e.g. torch.nan_to_num) before tokenizing.")
-    return x
+    return check_values("Node features", x.float(), MAX_VALUE, "Clean them (e.g. torch.nan_to_num) or rescale them before tokenizing.")
 
 
 AGGREGATIONS = ("gcn", "sum")
@@ -47,10 +48,12 @@ def adjacency(edge_index: Tensor, num_nodes: int, aggr: str = "gcn", dtype: torc
     ``aggr="gcn"``, ``A`` (the ``+ I`` is added in :func:`propagate`) for ``aggr="sum"``.
 
     Self-loops already present and duplicate edges are merged first, so both count once.
+    ``edge_index`` is checked first (:func:`unimix.validation.check_edge_index`, one ``aminmax``):
+    a CSR matrix built from an index out of range reads and writes out of bounds.
     """
     if aggr not in AGGREGATIONS:
         raise ValueError(f"Unknown aggr '{aggr}'; expected one of {AGGREGATIONS}.")
-    edge_index, _ = remove_self_loops(edge_index)
+    edge_index, _ = remove_self_loops(check_edge_index(edge_index, num_nodes))
     edge_index = coalesce(edge_index, num_nodes=num_nodes)
     if aggr == "gcn":
         edge_index, weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=True)

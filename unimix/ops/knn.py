@@ -5,6 +5,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..validation import MAX_COORD, check_values
 from .common import _KNN_CHUNK_ELEMENTS, _POINTS_PER_CELL, KNN_BACKENDS, check_backend, numba_available, numba_points, require_numba, thread_pool
 
 def knn(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None = None, backend: str = "auto") -> Tensor:
@@ -12,8 +13,12 @@ def knn(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None = None, backend:
 
     Returns ``[B, G, k]`` sorted by distance. A cloud with fewer than ``k`` valid points repeats
     its nearest point to fill the group. ``backend``: ``auto`` (numba on CPU, else scipy k-d trees
-    on CPU for large problems; torch otherwise), ``torch``, ``scipy`` or ``numba``.
+    on CPU for large problems; torch otherwise), ``torch``, ``scipy`` or ``numba``. Coordinates
+    must be finite and within ``unimix.validation.MAX_COORD`` (beyond, the numba grid's extent
+    overflows): checked with one ``aminmax`` each.
     """
+    for name, t in (("kNN points", xyz), ("kNN queries", query)):
+        check_values(name, t, MAX_COORD, "Rescale the cloud (unimix.io.normalize_points) or drop non-finite points.")
     b, g, _ = query.shape
     p = xyz.shape[1]
     name = check_backend("kNN", backend, KNN_BACKENDS)

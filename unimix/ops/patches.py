@@ -31,7 +31,7 @@ def _metis():
         import pymetis
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("Graph patches are cut with METIS through the 'pymetis' package, which is not installed: "
-                          "pip install pymetis (a dependency of unimix: reinstall it with its dependencies).") from err
+                          "pip install 'unimix[graphs]' (or pip install pymetis).") from err
     return pymetis
 
 

@@ -34,7 +34,11 @@ class Task:
         target = torch.as_tensor(target, device=out.device)
         if target.ndim == 2 and target.shape == out.shape and target.is_floating_point():
             return out.float(), target.float()
-        return out.float(), target.reshape(-1).long()
+        target = target.reshape(-1)
+        if target.shape[0] != out.shape[0]:
+            raise ValueError(f"The model gives {out.shape[0]} rows of logits but the batch has {target.shape[0]} targets; give one "
+                             f"class index per sample (or soft targets [B, {out.shape[1]}]).")
+        return out.float(), class_indices(target)
 
     def loss(self, out: Any, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
         logits, target = self.flatten(out, target)
@@ -69,6 +73,7 @@ class Task:
         logits, target = self.flatten(out, target)
         if target.is_floating_point():  # soft targets: score against their argmax
             target = target.argmax(-1)
+        self.check_targets(target)  # also with a custom loss_fn, which never calls :meth:`loss`
         metrics.update(logits.detach(), target)
 
 
@@ -89,7 +94,7 @@ class DenseTask(Task):
             out = out.movedim(1, -1)
         target = torch.as_tensor(target, device=out.device)
         logits = out.reshape(-1, out.shape[-1]).float()
-        target = target.reshape(-1).long()
+        target = class_indices(target.reshape(-1))
         if target.shape[0] != logits.shape[0]:
             raise ValueError(f"The model predicts {logits.shape[0]} elements but the batch has {target.shape[0]} targets; "
                              "give one label per pixel / point / node (or -100 to ignore one).")
@@ -102,6 +107,17 @@ class DenseTask(Task):
         m.add_metrics({"miou": torchmetrics.classification.MulticlassJaccardIndex(
             self.num_classes, average="macro", ignore_index=IGNORE_INDEX)})
         return m
+
+
+def class_indices(target: Tensor) -> Tensor:
+    """Targets as long class indices; float targets must hold whole numbers (``0.5`` is not a class:
+    truncating it to 0 would train on a wrong label). Cost: nothing for integer targets."""
+    if target.is_floating_point():
+        bad = target != target.round()  # NaN too
+        if bool(bad.any()):
+            raise ValueError(f"Targets hold the non-integer value {float(target[bad][0])}; class targets are indices 0..C-1. "
+                             "Pass y.long() after fixing the labels (or soft targets [B, num_classes] for Mixup-style training).")
+    return target.long()
 
 
 def _describe(out: Any) -> str:

@@ -64,6 +64,7 @@ from torch_geometric.utils import coalesce, remove_self_loops, to_dense_batch
 from ..ops.graph import AGGREGATIONS, AddHopFeatures, adjacency, hop_features, node_features, propagate, transpose_csr
 from ..registry import register_tokenizer
 from ..tokens import GraphMeta, Tokens
+from ..validation import MAX_VALUE, check_fraction, check_graph, check_node_index, check_padding, check_sizes, check_values
 
 __all__ = ["AddHopFeatures", "GraphTokenizer", "hop_features", "node_features"]
 
@@ -121,6 +122,10 @@ class GraphTokenizer(nn.Module):
         edge_dim: int | None = None,
     ):
         super().__init__()
+        check_sizes("GraphTokenizer", embed_dim=embed_dim, in_channels=in_channels, max_nodes=max_nodes, hidden_channels=hidden_channels)
+        check_sizes("GraphTokenizer", 0, 64, num_hops=num_hops)
+        check_sizes("GraphTokenizer", 0, None, max_degree=max_degree)
+        check_fraction("GraphTokenizer: dropout", dropout)
         level = level.lower()
         if level not in ("node", "graph"):
             raise ValueError(f"level must be 'node' or 'graph'; got '{level}'.")
@@ -304,10 +309,21 @@ class GraphTokenizer(nn.Module):
         edge_index, attr = remove_self_loops(data.edge_index, attr.float())
         return coalesce(edge_index, attr, num_nodes=n, reduce="mean")
 
+    def _check(self, data: Data) -> None:
+        """The input boundary: :func:`unimix.validation.check_graph` once per batch, and once per
+        graph trained full-batch (cached while the same, unmodified ``edge_index`` comes back)."""
+        key = getattr(data, "edge_index", None)
+        if not isinstance(key, Tensor) or self._cached("checked", key, lambda: check_graph(data, self.edge_dim)) != data.num_nodes:
+            self._cache.pop("checked", None)
+            check_graph(data, self.edge_dim)
+
     def forward(self, data: object) -> Tokens:
         index = getattr(data, "node_index", None) if isinstance(data, Data) and self.level == "node" else None
+        if isinstance(data, Data):
+            self._check(data)
         if index is None:
             return self._forward(data)
+        check_node_index(index, data.num_nodes)
         if self.training or torch.is_grad_enabled():
             tokens = self._forward(data)
         else:  # evaluation of several splits of one graph with the same weights: propagate once
@@ -343,7 +359,7 @@ class GraphTokenizer(nn.Module):
                     f"A tensor input to the graph tokenizer must be precomputed hop features [B, {self.num_hops + 1}, F] "
                     f"at level='node'; got shape {tuple(data.shape)} at level='{self.level}'. Pass a PyG Data/Batch otherwise."
                 )
-            hops, batch = data.float(), None
+            hops, batch = check_values("Hop features", data.float(), MAX_VALUE, "Recompute them from finite node features."), None
         elif isinstance(data, Data):
             if self.level == "node" and self.aggr == "gcn" and (self.propagate == "embeddings" or getattr(data, "hops", None) is None):
                 return self._node_level_graph(data)
@@ -363,9 +379,13 @@ class GraphTokenizer(nn.Module):
         n = h.shape[0]
         if batch is None:
             batch = torch.zeros(n, dtype=torch.long, device=h.device)
-        if self.max_nodes is not None:
-            largest = int(torch.bincount(batch).max())
-            if largest > self.max_nodes:
-                raise ValueError(f"A graph has {largest} nodes, more than max_nodes={self.max_nodes}; build with max_nodes>={largest}.")
+        sizes = torch.bincount(batch)
+        largest = int(sizes.max())
+        if self.max_nodes is not None and largest > self.max_nodes:
+            raise ValueError(f"A graph has {largest} nodes, more than max_nodes={self.max_nodes}; build with max_nodes>={largest}.")
+        warning = check_padding("graph", sizes.numel(), self.max_nodes or largest, n, h.shape[-1], h.element_size())
+        if warning is not None and not getattr(self, "_warned_padding", False):
+            self._warned_padding = True  # once per tokenizer: the sizes of the next batches are alike
+            warnings.warn(warning, stacklevel=2)
         x, mask = to_dense_batch(h, batch, max_num_nodes=self.max_nodes)
         return Tokens(x, mask, None, self.modality, meta=GraphMeta(level="graph", num_nodes=n, batch=batch, node_mask=mask))

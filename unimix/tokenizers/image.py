@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from ..registry import register_tokenizer
 from ..tokens import ImageMeta, Tokens
+from ..validation import MAX_VALUE, as_float, check_memory, check_sizes, check_values
 
 
 def _conv_bn(cin: int, cout: int, stride: int) -> list[nn.Module]:
@@ -81,6 +82,8 @@ class ImageTokenizer(nn.Module):
         stem_depth: int = 0,
     ):
         super().__init__()
+        check_sizes("ImageTokenizer", embed_dim=embed_dim, patch_size=patch_size, in_chans=in_chans)
+        check_sizes("ImageTokenizer", 1, None, **dict(zip(("img_size height", "img_size width"), to_2tuple(img_size))))
         self.img_size = to_2tuple(img_size)
         self.patch_size = patch_size
         self.in_chans = in_chans
@@ -97,6 +100,7 @@ class ImageTokenizer(nn.Module):
         else:
             raise ValueError(f"Unknown stem '{stem}'; expected 'patch' or 'conv'.")
         self.stem = stem
+        check_memory(f"A position embedding of {self.num_tokens} patches", 4.0 * self.num_tokens * embed_dim, "lower img_size.")
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_tokens, embed_dim)) if pos_embed else None
         if self.pos_embed is not None:
             trunc_normal_(self.pos_embed, std=0.02)
@@ -112,17 +116,23 @@ class ImageTokenizer(nn.Module):
 
     def _check(self, x: object) -> Tensor:
         if not isinstance(x, Tensor):
-            raise TypeError(f"Image tokenizer expects a float tensor [B, {self.in_chans}, H, W]; got {type(x).__name__}.")
+            raise TypeError(f"Image tokenizer expects a float tensor [B, {self.in_chans}, H, W]; got {type(x).__name__}"
+                            + (". Convert with torch.from_numpy(x).float()." if hasattr(x, "__array__") else "."))
         if not x.is_floating_point():
             raise TypeError(f"Images must be a floating-point tensor; got dtype {x.dtype}. Convert with x.float() / 255.")
         if x.ndim != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(
-                f"Image tokenizer expects [B, {self.in_chans}, H, W]; got shape {tuple(x.shape)}. "
-                f"Pass in_chans={x.shape[1] if x.ndim == 4 else '...'} to accept other channel counts."
-            )
+            if x.ndim == 4 and x.shape[-1] == self.in_chans:
+                fix = "It looks channels-last ([B, H, W, C]): pass x.permute(0, 3, 1, 2)."
+            elif x.ndim == 3 and self.in_chans in (x.shape[0], x.shape[-1]):
+                fix = "It looks like one image: pass x.unsqueeze(0)" + ("." if x.shape[0] == self.in_chans else " after x.permute(2, 0, 1).")
+            else:
+                fix = f"Pass in_chans={x.shape[1] if x.ndim == 4 else '...'} to accept other channel counts."
+            raise ValueError(f"Image tokenizer expects [B, {self.in_chans}, H, W]; got shape {tuple(x.shape)}. {fix}")
+        x = check_values("Image pixels", as_float("Images", x, self.patch_embed.proj.weight.dtype), MAX_VALUE,
+                         "Repair or drop those images (e.g. torch.nan_to_num), or rescale them, before tokenizing.")
         p = self.patch_size
         for side, name in zip(x.shape[2:], ("height", "width")):
-            if side % p:
+            if side % p or side == 0:
                 fixed = side // p * p or p
                 raise ValueError(f"Image {name} {side} is not divisible by patch size {p}; resize to {fixed} or build with another patch_size.")
         return x

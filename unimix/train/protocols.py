@@ -43,8 +43,11 @@ def dataset_labels(dataset: Any) -> torch.Tensor:
     if isinstance(labels, torch.Tensor):
         return labels.view(-1)
     out = []
-    for item in dataset:
-        v = item.y if hasattr(item, "y") else item["label"] if isinstance(item, dict) else item[1]
+    for i, item in enumerate(dataset):
+        v = getattr(item, "y", None) if hasattr(item, "y") else item.get("label") if isinstance(item, dict) else item[1]
+        if v is None or torch.as_tensor(v).numel() == 0:
+            raise ValueError(f"Item {i} of the data set has no class label (data.y, item['label'] or the second element of "
+                             "(x, y)); stratified folds need one label per item.")
         out.append(int(torch.as_tensor(v).view(-1)[0]))
     return torch.tensor(out)
 

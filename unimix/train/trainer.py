@@ -37,6 +37,7 @@ from .batches import batch_size_of, split_batch, to_device
 from .evaluation import Evaluator, monitor_better
 from .history import plot_history, write_history_csv
 from .optim import BudgetSchedule, build_optimizer, build_scheduler
+from .options import check_trainer_options
 from .state import load_checkpoint, save_checkpoint
 from .strategies import STRATEGIES, apply_strategy
 
@@ -95,20 +96,16 @@ class Trainer(Evaluator):
                  extra_metrics: Mapping[str, Callable] | None = None, early_stopping: int | None = None,
                  monitor: str | Sequence[str] | None = None, eval_every: int = 1, time_budget_s: float | None = None,
                  budget_clock: str = "wall", output_dir: str | Path | None = None, resume: bool | str | Path = False,
-                 seed: int = 0,                 device: str | torch.device | None = None, progress: bool = True, verbose: bool = True,
+                 seed: int = 0, device: str | torch.device | None = None, progress: bool = True, verbose: bool = True,
                  task_weights: Mapping[str, float] | None = None, modality: str | None = None,
                  input_key: str | None = None, target_key: str | None = None, callbacks: Sequence[Callable] = (),
                  max_steps_per_epoch: int | None = None, find_unused_parameters: bool | None = None,
                  save_extra: dict | None = None, momentum: float = 0.9, patience_epochs: int = 10, decay_rate: float = 0.1,
                  decay_epochs: float = 30):
         self.strategy = resolve_name("strategy", strategy, STRATEGIES)
-        for name, v in (("epochs", epochs), ("accum_steps", accum_steps), ("eval_every", eval_every), ("batch_size", batch_size)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int; got {v!r}.")
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a positive finite number; got {lr!r}.")
-        if time_budget_s is not None and not time_budget_s > 0:
-            raise ValueError(f"time_budget_s must be positive seconds; got {time_budget_s!r}.")
+        check_trainer_options(epochs, accum_steps, eval_every, batch_size, lr, time_budget_s, seed, weight_decay, warmup_epochs,
+                              min_lr, clip_grad, label_smoothing, eval_batch_size, num_workers, early_stopping,
+                              max_steps_per_epoch, save_extra)
         self.precision = resolve_name("precision", precision, PRECISIONS)
         self.rank, self.world_size, self.device = D.init_distributed(device=device)
         if device is not None:
@@ -293,7 +290,7 @@ class Trainer(Evaluator):
         epoch_bar = tqdm(total=self.epochs, initial=start, desc="epochs", dynamic_ncols=True,
                          disable=not (self.progress and D.is_main_process()) or self.verbose)
         for epoch in range(start, self.epochs):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             record: dict[str, float] = {"epoch": epoch + 1}
             record.update(self.train_one_epoch(train_loaders, epoch))
             last = epoch + 1 == self.epochs or self._out_of_time()
@@ -303,6 +300,7 @@ class Trainer(Evaluator):
                     record.update(self.evaluate(loaders, split))
             record["lr"] = max(g["lr"] for g in self.optimizer.param_groups)
             record["time_s"] = time.perf_counter() - t0
+            record["cpu_s"] = time.process_time() - c0  # this process's CPU time: steady on a busy machine
             record["train_time_s"] = self.train_time
             improved = False
             if evaluated or not evals:
