@@ -6,6 +6,7 @@ import gzip
 import os
 import pickle
 import stat
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,7 @@ def test_peptides_from_a_read_only_folder(tmp_path):
 
 def test_peptides_pre_transform_is_cached_by_its_repr(tmp_path):
     pytest.importorskip("ogb")
+    pytest.importorskip("rdkit")
     pytest.importorskip("pymetis")
     from unimix.ops import GraphPartition
 
@@ -125,3 +127,20 @@ def test_real_peptides_split(shared_data):
     split = read_split(shared_data / "peptides-functional")
     assert {k: v.numel() for k, v in split.items()} == {"train": 10873, "val": 2331, "test": 2331}
     assert torch.cat(list(split.values())).sort().values.equal(torch.arange(15535))
+
+
+def test_missing_chem_extra_names_the_install(monkeypatch):
+    from unimix.data.peptides import smiles_to_graph
+
+    monkeypatch.setitem(sys.modules, "ogb.utils", None)  # an import of it now raises ImportError
+    with pytest.raises(ImportError, match=r"pip install 'unimix\[chem\]'"):
+        smiles_to_graph("CCO")
+
+
+def test_missing_metis_names_the_install(monkeypatch):
+    from unimix.ops import GraphPartition
+
+    monkeypatch.setitem(sys.modules, "pymetis", None)
+    g = Data(edge_index=torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), num_nodes=3)
+    with pytest.raises(ImportError, match=r"pip install 'unimix\[graphs\]'"):
+        GraphPartition(2)(g)
