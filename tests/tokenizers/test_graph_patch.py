@@ -122,6 +122,13 @@ def test_inputs_that_do_not_fit_the_tokenizer_are_clear_errors():
         tok(torch.randn(3, 4))
     with pytest.raises(ValueError, match="Unknown patch_pool"):
         GraphPatchTokenizer(patch_pool="max")
+    bad = molecules()[0]
+    bad.edge_index = bad.edge_index.clone()
+    bad.edge_index[0, 0] = 99  # beyond the graph's 5 nodes: refused before METIS reads it
+    with pytest.raises(ValueError, match="refers to node 99 but the graph has 5 nodes"):
+        tok(bad)
+    with pytest.raises(TypeError, match="torch.long"):
+        tok(Data(x=bad.x, edge_index=bad.edge_index.int(), edge_attr=bad.edge_attr))
 
 
 def test_multilabel_model_trains_through_the_trainer():

@@ -37,6 +37,7 @@ from ..ops.graph import node_features
 from ..ops.patches import GraphPartition
 from ..registry import register_tokenizer
 from ..tokens import PatchMeta, Tokens
+from ..validation import check_graph
 
 __all__ = ["CategoricalEncoder", "GraphPatchTokenizer"]
 
@@ -161,6 +162,8 @@ class GraphPatchTokenizer(nn.Module):
     def _patched(self, data: object) -> Data:
         if not isinstance(data, Data):
             raise TypeError(f"The graph-patch tokenizer expects a PyG Data/Batch; got {type(data).__name__}.")
+        # the graph tokenizer's input checks (edge_index range and dtype, batch vector, x rows), before METIS reads the edges
+        check_graph(data, self.edge_dim if self.edge_vocab is None else None)
         if getattr(data, "patch_node_index", None) is None:  # not partitioned yet: METIS now, graph by graph
             graphs = data.to_data_list() if isinstance(data, Batch) else [data]
             data = Batch.from_data_list([self.partition(g) for g in graphs])
