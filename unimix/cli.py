@@ -96,13 +96,19 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
     return config
 
 
-def check_options(section: str, options: dict, fn: Any) -> None:
-    """Every key of a config ``section`` is a parameter of ``fn``; unknown ones name the closest match."""
+def check_options(section: str, options: dict, *fns: Any, exclude: tuple[str, ...] = ()) -> None:
+    """Every key of a config ``section`` is a parameter of one of ``fns`` (not in ``exclude``: the
+    ones the command sets itself); unknown ones name the closest match."""
     import difflib
     import inspect
 
-    params = [k for k in inspect.signature(fn).parameters if k not in ("self", "model")]
+    skip = ("self", "model", "args", "kwargs", "trainer_kwargs") + tuple(exclude)
+    params = list(dict.fromkeys(k for fn in fns for k in inspect.signature(fn).parameters if k not in skip))
     for key in options:
+        if key in exclude:
+            where = " at the config's top level (beside model, data and train)" if key in ("seed", "output_dir") else ""
+            raise ValueError(f"'{key}' cannot be set in the {section} section: unimix sets it from the config{where}; "
+                             f"move or remove {section}.{key}.")
         if key not in params:
             close = difflib.get_close_matches(str(key), params, n=1)
             raise ValueError(f"Unknown {section} option '{key}'" + (f"; did you mean '{close[0]}'?" if close else
@@ -208,7 +214,7 @@ def cmd_train(args) -> int:
     data = build_data(config.get("data") or {}, model_cfg)
     model = build_model(model_cfg)
     train_cfg = dict(config.get("train") or {})
-    check_options("train", train_cfg, Trainer.__init__)
+    check_options("train", train_cfg, Trainer.__init__, exclude=("output_dir", "save_extra", "seed"))
     out = config.get("output_dir")
     extra = {"class_names": data["class_names"]}
     trainer = Trainer(model, output_dir=out, save_extra=extra, seed=config.get("seed", 0), **train_cfg)
@@ -224,12 +230,14 @@ def cmd_pretrain(args) -> int:
     The ``train`` section takes the Trainer's arguments plus ``mask_ratio``."""
     from . import distributed as D
     from .pretrain import pretrain
+    from .train import Trainer
 
     config = load_config(args.config, args.set)
     model_cfg = config.get("model") or {}
     data = build_data(config.get("data") or {}, model_cfg)
     model = build_model(model_cfg)
     train_cfg = dict(config.get("train") or {})
+    check_options("train", train_cfg, pretrain, Trainer.__init__, exclude=("data", "val_data", "output_dir", "seed", "task"))
     history = pretrain(model, data["train"], data.get("val"), output_dir=config.get("output_dir"),
                        seed=config.get("seed", 0), **train_cfg)
     D.print0(json.dumps(history[-1] if history else {}))

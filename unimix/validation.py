@@ -154,6 +154,21 @@ def check_values(name: str, x: Tensor, limit: float | None = None, fix: str = ""
                      f"magnitudes up to {bound:.0e}. {fix or 'Rescale the input.'}")
 
 
+def check_cloud(name: str, points: Tensor, min_channels: int = 3, fix: str = "") -> Tensor:
+    """One cloud ``[P, C]``: ``P >= 1`` points, ``min_channels <= C``, values finite and within
+    :data:`MAX_VALUE` (call it after the cast to float32). ``C > 16`` channels on ``P <= 9`` rows is
+    refused as a transposed ``[C, P]`` cloud (xyz + normals + colour is 9 channels). Cost: one
+    :func:`check_values`."""
+    shape = tuple(points.shape)
+    if points.ndim != 2 or shape[0] == 0 or shape[1] < min_channels:
+        raise ValueError(f"{name} must be one cloud [P, C] with P >= 1 points and C >= {min_channels} channels (xyz first"
+                         f"{', then normals' if min_channels == 6 else ''}); got shape {shape}.")
+    if shape[1] > 16 and shape[0] <= 9:
+        raise ValueError(f"{name} has shape {shape}: {shape[0]} points of {shape[1]} channels. It looks channels-first "
+                         "([C, P]); pass points.T (one row per point).")
+    return check_values(f"{name}'s values", points, MAX_VALUE, fix or "Drop those points, or rescale the cloud.")
+
+
 # ----------------------------------------------------------------------------- graphs and batches
 def check_edge_index(edge_index: Any, num_nodes: int, name: str = "edge_index") -> Tensor:
     """``edge_index`` as a long ``[2, E]`` tensor with every index in ``[0, num_nodes)``.
