@@ -6,6 +6,8 @@
     unimix pretrain config.yaml            # masked-token pretraining, then fine-tune from output_dir/pretrained
     unimix eval config.yaml [--model runs/shapes/best] [--split val|test]
     unimix predict runs/shapes/best chair.ply [more files]
+    unimix export runs/shapes/best shapes.onnx [--int8 [--method static --calibration-data config.yaml]]
+    unimix predict shapes.onnx chair.ply        # onnxruntime and numpy only: no torch
 
 A config has four parts (every key maps onto the Python API)::
 
@@ -36,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from ._deprecated import prepare_points, read_points  # noqa: F401  (old names, kept for one release)
 from .validation import check_file, check_int
 
 DATA_KINDS = ("shapes", "planetoid", "tudataset", "npz")
@@ -131,6 +133,8 @@ def build_data(data: dict, model_cfg: dict) -> dict[str, Any]:
         tudataset: graph classification on ``name`` (MUTAG...) from ``root``; ``val_fraction`` split.
         npz: ``train``/``val`` files holding arrays ``x`` and ``y``.
     """
+    import torch
+
     from ._names import resolve_name
 
     data = dict(data)
@@ -263,27 +267,6 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def read_points(path: str | Path, num_points: int | None = None) -> torch.Tensor:
-    """Deprecated: ``unimix.read_point_cloud`` (through :class:`unimix.io.PointCloudPreprocess`)."""
-    import warnings
-
-    from .io import PointCloudPreprocess
-
-    warnings.warn("unimix.cli.read_points is deprecated; use unimix.read_point_cloud or unimix.io.PointCloudPreprocess.read.",
-                  DeprecationWarning, stacklevel=2)
-    return PointCloudPreprocess(num_points, "none").read(path)
-
-
-def prepare_points(pts: torch.Tensor, preprocess: dict) -> torch.Tensor:
-    """Deprecated: ``unimix.io.PointCloudPreprocess.from_dict(preprocess)(pts)``."""
-    import warnings
-
-    from .io import PointCloudPreprocess
-
-    warnings.warn("unimix.cli.prepare_points is deprecated; use unimix.io.PointCloudPreprocess.", DeprecationWarning, stacklevel=2)
-    return PointCloudPreprocess.from_dict({"normalize": "none", **preprocess})(pts)
-
-
 def predict_files(model, files: list[str], info: dict | None = None) -> list[dict]:
     """Class index, name and probability for each file, through the model's saved preprocessing
     (``model.predict``): exactly what the model gave on its training inputs."""
@@ -309,12 +292,53 @@ def predict_files(model, files: list[str], info: dict | None = None) -> list[dic
 
 
 def cmd_predict(args) -> int:
+    if Path(args.model).suffix.lower() == ".onnx":  # onnxruntime + numpy: torch is never imported on this path
+        from .export.runtime import predict_files as predict_onnx
+
+        for r in predict_onnx(args.model, args.files):
+            print(f"{r['file']}\t{r['name']}\t{r['prob']:.3f}" if args.verbose else r["name"])
+        return 0
     from .hub import from_pretrained
 
     model = from_pretrained(args.model)
     for r in predict_files(model, args.files, model.pretrained_info):
         print(f"{r['file']}\t{r['name']}\t{r['prob']:.3f}" if args.verbose else r["name"])
     return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_onnx, quantize
+    from .export.onnx import example_input
+    from .hub import from_pretrained
+
+    model = from_pretrained(args.model)
+    out = Path(args.output)
+    float_path = out.with_suffix(".fp32.onnx") if args.int8 else out
+    export_onnx(model, example_input(model), float_path, opset=args.opset, dynamic_batch=not args.static_batch)
+    if args.int8:
+        calibration = None
+        if args.method == "static":
+            calibration = _calibration_inputs(args, model)
+        quantize(float_path, out, method=args.method, calibration=calibration)
+    print(out)
+    return 0
+
+
+def _calibration_inputs(args, model) -> list:
+    """Up to ``--calibration-size`` training inputs of ``--calibration-data`` (a train config), else random inputs."""
+    from .export.onnx import example_input
+    from .train.batches import split_batch
+
+    if not args.calibration_data:
+        print("unimix export: no --calibration-data; static int8 calibrates on random inputs (pass the train config).",
+              file=sys.stderr)
+        return [example_input(model, batch=1, seed=i) for i in range(16)]
+    train = build_data(load_config(args.calibration_data).get("data") or {}, model.unimix_config)["train"]
+    n = args.calibration_size
+    if isinstance(train, tuple):  # (inputs, targets) tensors
+        return [train[0][i:i + 1] for i in range(min(n, len(train[0])))]
+    items = [split_batch(train[i])[0] for i in range(min(n, len(train)))]
+    return [x if hasattr(x, "edge_index") else x.unsqueeze(0) for x in items]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -339,6 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("files", nargs="+")
     r.add_argument("-v", "--verbose", action="store_true", help="also print the file name and probability")
     r.set_defaults(fn=cmd_predict)
+    x = sub.add_parser("export", help="write an ONNX file (grouping and message passing inside), optionally int8")
+    x.add_argument("model", help="model folder or Hub id written by save_pretrained / unimix train")
+    x.add_argument("output", help="the .onnx file to write")
+    x.add_argument("--int8", action="store_true",
+                   help="quantise to int8 with onnxruntime (the float file is kept as *.fp32.onnx)")
+    x.add_argument("--method", default="dynamic", choices=("dynamic", "static"),
+                   help="int8 method: dynamic (default, measured the more accurate) or static QDQ (needs --calibration-data)")
+    x.add_argument("--calibration-data", metavar="CONFIG", help="train config whose training set calibrates static int8")
+    x.add_argument("--calibration-size", type=int, default=256, help="calibration samples (default 256)")
+    x.add_argument("--opset", type=int, default=18)
+    x.add_argument("--static-batch", action="store_true", help="fix the batch size to the example's")
+    x.set_defaults(fn=cmd_export)
     return p
 
 
@@ -350,9 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unimix {args.command}: error: {err}", file=sys.stderr)
         return 2
     finally:
-        from . import distributed as D
-
-        D.cleanup()
+        D = sys.modules.get(f"{__package__}.distributed")  # only a run that imported it can hold a process group
+        if D is not None:
+            D.cleanup()
 
 
 if __name__ == "__main__":

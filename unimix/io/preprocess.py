@@ -21,12 +21,11 @@ from torch import Tensor
 
 from ..registry import register_reader
 from ..validation import check_cloud, check_file, check_sizes
+from .arrays import IMAGE_FORMATS
 from .pointcloud import MESH_FORMATS, POINT_FORMATS, read_point_cloud
 from .points import NORMALIZATIONS, SAMPLINGS, normalize_points, resample_points
 
 _INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
-
-IMAGE_FORMATS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 
 @dataclass
