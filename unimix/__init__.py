@@ -20,6 +20,7 @@ _PUBLIC = (
     "from_timm", "GraphTokenizer", "ImageTokenizer", "PointCloudTokenizer", "create_tokenizer", "GraphMeta", "ImageMeta",
     "PointMeta", "TokenMeta", "Tokens", "Trainer", "cross_validate", "finetune", "load_checkpoint", "save_checkpoint",
     "transfer_trunk", "export_onnx", "quantize", "JointTrainer", "pretrain",
+    "MultiLabelHead", "MultiLabelTask", "GraphPatchTokenizer", "PatchMeta",
 )
 __all__ = sorted(_PUBLIC + _SUBMODULES + ("checkpoint", "__version__"))
 
@@ -36,11 +37,11 @@ def _load() -> None:
     from .layers import Trunk
     from .models import MultiTaskModel, UnimixModel, create_model, init_weights, list_models
     from .registry import BLOCKS, HEADS, READERS, TOKENIZERS, register_block, register_head, register_reader, register_tokenizer
-    from .tasks import (ClassificationHead, DenseTask, ImageSegmentationHead, NodeHead, PointSegmentationHead, SegmentationHead,
-                        Task)
+    from .tasks import (ClassificationHead, DenseTask, ImageSegmentationHead, MultiLabelHead, MultiLabelTask, NodeHead,
+                        PointSegmentationHead, SegmentationHead, Task)
     from .timm_weights import from_timm
-    from .tokenizers import GraphTokenizer, ImageTokenizer, PointCloudTokenizer, create_tokenizer
-    from .tokens import GraphMeta, ImageMeta, PointMeta, TokenMeta, Tokens
+    from .tokenizers import GraphPatchTokenizer, GraphTokenizer, ImageTokenizer, PointCloudTokenizer, create_tokenizer
+    from .tokens import GraphMeta, ImageMeta, PatchMeta, PointMeta, TokenMeta, Tokens
     from .pretrain import pretrain
     from .train import JointTrainer, Trainer, cross_validate, finetune, load_checkpoint, save_checkpoint, transfer_trunk
 

@@ -7,6 +7,8 @@ The bottom of the package: it knows tensors, files and JSON, nothing about model
   :func:`clean_temporaries` removes what it left before the next write.
 - :func:`check_not_pickle`: refuses ``torch.save`` / pickle files before a byte of them is
   interpreted; unimix never unpickles (unpickling can run arbitrary code).
+- :func:`load_numpy_pickle`: a pickle of numpy arrays (a data set's split file) through an unpickler
+  that resolves numpy's array reconstruction and nothing else.
 - :func:`check_safetensors`: a file's header read and checked against the bytes actually present
   (truncated files, truncated headers and pickles told apart) before safetensors sees it.
 - :func:`read_safetensors`: tensors and string metadata of a safetensors file.
@@ -19,6 +21,7 @@ The bottom of the package: it knows tensors, files and JSON, nothing about model
 from __future__ import annotations
 
 import os
+import pickle  # only through _NumpyOnlyUnpickler, which resolves numpy arrays and nothing else
 import struct
 import tempfile
 import warnings
@@ -111,6 +114,51 @@ def _refuse_pickle(path: Path, why: str) -> ValueError:
     )
 
 
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Resolves only what a pickle of plain numpy arrays names: ``ndarray``, ``dtype`` and the array
+    reconstructor. Any other global (``os.system``, ``builtins.eval``, a class) is refused before it
+    is looked up, so nothing but array construction can run."""
+
+    ALLOWED = frozenset({("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+                         ("numpy._core.multiarray", "_reconstruct")})
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"Refusing to load '{module}.{name}' from a pickle that should hold only numpy arrays.")
+        if name == "_reconstruct":
+            return _numpy_reconstruct()
+        return getattr(np, name)
+
+
+def _numpy_reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+def load_numpy_pickle(path: str | os.PathLike) -> Any:
+    """A pickle of numpy arrays (in lists, tuples, dicts) read without executing arbitrary code.
+
+    Only numpy array reconstruction is allowed (:class:`_NumpyOnlyUnpickler`); object arrays,
+    whose items would be further pickles, are refused. Raises ``ValueError`` naming the file.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            obj = _NumpyOnlyUnpickler(f).load()
+    except (pickle.UnpicklingError, EOFError, TypeError, ValueError) as err:
+        raise ValueError(f"'{path}' is not a pickle of plain numpy arrays ({err}); it was not loaded.") from err
+
+    def check(v):
+        if isinstance(v, np.ndarray) and v.dtype.hasobject:
+            raise ValueError(f"'{path}' holds an object array; only numeric numpy arrays are loaded.")
+        for item in (v.values() if isinstance(v, dict) else v if isinstance(v, (list, tuple)) else ()):
+            check(item)
+
+    check(obj)
+    return obj
 def check_not_pickle(path: str | os.PathLike) -> None:
     """Raise ``ValueError`` unless ``path`` starts like a safetensors file; never interpret it otherwise."""
     path = check_file(path, "Checkpoint")

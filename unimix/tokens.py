@@ -69,6 +69,18 @@ class GraphMeta(TokenMeta):
 
 
 @dataclass
+class PatchMeta(GraphMeta):
+    """Graph-patch tokens (``level="patch"``): ``num_patches`` ``P`` tokens per graph, ``patch_mask [B, P]``;
+    ``patch_index [M]`` (the token ``b * P + p`` of every patch row) and ``patch_node_index [M]`` (the
+    node the row copies), so a head can map patch tokens back to nodes."""
+
+    num_patches: int = 0
+    patch_mask: Tensor | None = None
+    patch_index: Tensor | None = None
+    patch_node_index: Tensor | None = None
+
+
+@dataclass
 class Tokens:
     """A batch of token sequences and what is needed to map them back to the input.
 

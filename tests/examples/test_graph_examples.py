@@ -91,6 +91,39 @@ def test_tu_example_without_node_features(tmp_path, capsys):
     assert Path(out["plot"]).is_file()
 
 
+def test_tu_example_with_graph_patches(tmp_path, capsys):
+    """--encoder patches: METIS patches as the tokens, on graphs without node features."""
+    pytest.importorskip("pymetis")
+    root = write_tu_dataset(tmp_path / "tu")
+    tu = load_script("examples/tu_graphs.py")
+    tu.main(["--root", str(root), "--dataset", "TOYRINGS", "--folds", "2", "--epochs", "2", "--dim", "32", "--encoder", "patches",
+             "--patches", "2", "--output-dir", str(tmp_path / "out"), "--no-download", "--no-plot", "--json"])
+    out = last_json(capsys)
+    assert out["folds"] == 2 and len(out["fold_acc"]) == 2 and 0 <= out["acc_mean"] <= 100
+
+
+def test_peptides_benchmark_runs_every_row_on_the_same_data(tmp_path, capsys):
+    pytest.importorskip("ogb")
+    pytest.importorskip("rdkit")
+    pytest.importorskip("pymetis")
+    sys.path.insert(0, str(ROOT / "tests" / "data"))
+    try:
+        from test_peptides import write_release
+    finally:
+        sys.path.remove(str(ROOT / "tests" / "data"))
+    write_release(tmp_path / "data")
+    bench = load_script("benchmarks/peptides.py")
+    bench.main(["--root", str(tmp_path / "data"), "--cache", str(tmp_path / "cache"), "--epochs", "1", "--patches", "4",
+                "--dim", "16", "--hidden", "16", "--layers", "1", "--output-dir", str(tmp_path / "out"), "--json"])
+    out = last_json(capsys)
+    assert set(out["results"]) == {"unimix", "no_trunk", "GINE", "GCN (tuned)"}
+    for key in ("unimix_ap", "no_trunk_ap", "gine_ap", "gcn_ap"):
+        assert 0.0 <= out[key] <= 1.0, (key, out[key])
+    assert out["unimix_minus_gine"] == pytest.approx(out["unimix_ap"] - out["gine_ap"])
+    assert out["results"]["no_trunk"]["params"] < out["results"]["unimix"]["params"]
+    assert Path(out["plot"]).is_file()
+
+
 def test_tu_benchmark_runs_gin_and_unimix_on_the_same_folds(tmp_path, capsys):
     """Rings vs stars without node features: both models learn it from one-hot degrees."""
     root = write_tu_dataset(tmp_path / "tu")

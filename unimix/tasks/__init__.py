@@ -2,6 +2,7 @@
 from ..registry import HEADS, register_head
 from .base import IGNORE_INDEX, DenseTask, Head, Task
 from .classification import POOLS, ClassificationHead, pool_tokens
+from .multilabel import MultiLabelHead, MultiLabelTask
 from .segmentation import ImageSegmentationHead, NodeHead, PointSegmentationHead, SegmentationHead
 
 TASKS = HEADS

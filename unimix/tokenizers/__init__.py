@@ -5,6 +5,7 @@ from torch import nn
 
 from ..registry import TOKENIZERS, register_tokenizer
 from .graph import GraphTokenizer
+from .graph_patch import CategoricalEncoder, GraphPatchTokenizer
 from .image import ConvStem, ImageTokenizer
 from .pointcloud import MiniPointNet, PointCloudTokenizer
 
@@ -24,5 +25,5 @@ def create_tokenizer(name: str, **kwargs) -> nn.Module:
         raise
 
 
-__all__ = ["TOKENIZERS", "ConvStem", "GraphTokenizer", "ImageTokenizer", "MiniPointNet", "PointCloudTokenizer",
-           "create_tokenizer", "register_tokenizer"]
+__all__ = ["TOKENIZERS", "CategoricalEncoder", "ConvStem", "GraphPatchTokenizer", "GraphTokenizer", "ImageTokenizer", "MiniPointNet",
+           "PointCloudTokenizer", "create_tokenizer", "register_tokenizer"]
