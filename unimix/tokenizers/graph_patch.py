@@ -101,6 +101,7 @@ class GraphPatchTokenizer(nn.Module):
     """
 
     modality = "graph"
+    keep_default_init = True  # its PyG layers keep their own initialisation under every policy (unimix.models.init)
 
     def __init__(self, embed_dim: int = 384, num_patches: int = 32, in_channels: int | None = None,
                  node_vocab: Sequence[int] | None = None, edge_dim: int | None = None, edge_vocab: Sequence[int] | None = None,
