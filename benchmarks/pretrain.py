@@ -53,7 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--block", default="external_attention")
-    p.add_argument("--pretrain-cpu-s", type=float, default=90.0, help="CPU seconds of pretraining per modality")
+    p.add_argument("--pretrain-cpu-s", type=float, default=150.0, help="CPU seconds of pretraining per modality")
     p.add_argument("--pretrain-epochs", type=int, default=200, help="pretraining epoch cap")
     p.add_argument("--finetune-cpu-s", type=float, default=30.0, help="CPU seconds of fine-tuning per model and seed")
     p.add_argument("--finetune-epochs", type=int, default=100, help="fine-tuning epoch cap")

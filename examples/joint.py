@@ -58,7 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--block", default="external_attention")
-    p.add_argument("--epochs", type=int, default=4, help="joint epochs (an epoch: as many steps as all tasks have batches)")
+    p.add_argument("--epochs", type=int, default=8, help="joint epochs (an epoch: as many steps as all tasks have batches)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--sampling", default="temperature", choices=list(unimix.train.joint.SAMPLINGS))
