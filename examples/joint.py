@@ -20,8 +20,8 @@ test epoch (``*_best``).
     python examples/joint.py --cifar-per-class 500 --epochs 30 --graph NCI1 --json   # longer
 
 JSON (last line): ``tasks`` (``task``, ``joint_acc``, ``single_acc``, ``joint_acc_best``,
-``single_acc_best``, ``joint_steps``, ``single_steps``), ``params_joint``, ``params_separate``,
-``cpu_s``, ``wall_s`` and the options.
+``single_acc_best``, each with ``_std`` over ``--seeds``, per-seed lists, ``joint_steps``,
+``single_steps``), ``params_joint``, ``params_separate``, ``cpu_s``, ``wall_s`` and the options.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def parse_args(argv=None):
     p.add_argument("--balance", default="normalize", choices=list(unimix.train.joint.BALANCES))
     p.add_argument("--task-lr", default="", help="per-task rate factors for tokenizers and heads, e.g. 'graph=2,dales=1.5'")
     p.add_argument("--early-stopping", type=int, default=None, help="stop a task after this many epochs without improvement")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="first seed (it also fixes the graph split)")
+    p.add_argument("--seeds", type=int, default=1, help="repeat with seeds seed .. seed+seeds-1 (model init and sampling); mean ± std")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     p.add_argument("--short", action="store_true", help="tiny sizes: checks the pipeline, not the claim")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -154,18 +156,12 @@ def count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    unknown = set(args.task_lr) - {"cifar10", "dales", "graph", "cora"}
-    if unknown:
-        raise ValueError(f"--task-lr names unknown tasks {sorted(unknown)}; the tasks are cifar10, dales, graph (and cora).")
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    spec, train_sets, test_sets = load_tasks(args)
+def run_seed(spec: dict, train_sets: dict, test_sets: dict, args, seed: int) -> tuple[list[dict], int, int]:
+    """One joint model and one separate model per task, all with ``seed``: ``(rows, params_joint, params_separate)``."""
+    args = argparse.Namespace(**{**vars(args), "seed": seed})
     joint = build(spec, args)
-    jt = train(joint, train_sets, test_sets, args, args.epochs, None, f"{args.out}/joint")
-    print(f"joint: tasks {joint.tasks}, {count(joint.backbone.trunk):,} trunk parameters shared, {count(joint):,} in all; "
+    jt = train(joint, train_sets, test_sets, args, args.epochs, None, f"{args.out}/seed{seed}/joint")
+    print(f"seed {seed}: joint tasks {joint.tasks}, {count(joint.backbone.trunk):,} trunk parameters shared, {count(joint):,} in all; "
           f"steps per task {jt.task_steps}")
     rows, params_separate = [], 0
     for task in joint.tasks:
@@ -174,7 +170,8 @@ def main(argv=None) -> dict:
         n_batches = math.ceil(len(train_sets[task]) / args.batch_size) if task != "cora" else 1
         if steps:
             epochs, per_epoch = equal_steps(steps, n_batches)
-            st = train(single, {task: train_sets[task]}, {task: test_sets[task]}, args, epochs, per_epoch, f"{args.out}/single_{task}")
+            st = train(single, {task: train_sets[task]}, {task: test_sets[task]}, args, epochs, per_epoch,
+                       f"{args.out}/seed{seed}/single_{task}")
             s_final, s_best = scores(st, task)
             single_steps = st.task_steps[task]
         else:  # the sampler never drew this task (tiny runs): both models are scored untrained
@@ -184,17 +181,46 @@ def main(argv=None) -> dict:
         j_final, j_best = scores(jt, task)
         rows.append(dict(task=task, joint_acc=j_final, single_acc=s_final, joint_acc_best=j_best, single_acc_best=s_best,
                          joint_steps=steps, single_steps=single_steps))
-    res = {"tasks": rows, "params_joint": count(joint), "params_separate": params_separate,
-           "joint_epochs": len(jt.history), "sampling": args.sampling, "temperature": args.temperature, "balance": args.balance,
+    return rows, count(joint), params_separate
+
+
+def mean_std(v: list[float]) -> tuple[float, float]:
+    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    unknown = set(args.task_lr) - {"cifar10", "dales", "graph", "cora"}
+    if unknown:
+        raise ValueError(f"--task-lr names unknown tasks {sorted(unknown)}; the tasks are cifar10, dales, graph (and cora).")
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    spec, train_sets, test_sets = load_tasks(args)
+    per_seed = [run_seed(spec, train_sets, test_sets, args, args.seed + i) for i in range(args.seeds)]
+    rows = []
+    for k, task in enumerate(spec):
+        seed_rows = [rs[k] for rs, _, _ in per_seed]
+        row = {"task": task}
+        for key in ("joint_acc", "single_acc", "joint_acc_best", "single_acc_best"):
+            row[key], row[f"{key}_std"] = mean_std([r[key] for r in seed_rows])
+        row["joint_acc_per_seed"] = [r["joint_acc"] for r in seed_rows]
+        row["single_acc_per_seed"] = [r["single_acc"] for r in seed_rows]
+        row["joint_steps"] = statistics.fmean(r["joint_steps"] for r in seed_rows)
+        row["single_steps"] = statistics.fmean(r["single_steps"] for r in seed_rows)
+        rows.append(row)
+    params_joint, params_separate = per_seed[0][1], per_seed[0][2]
+    res = {"tasks": rows, "params_joint": params_joint, "params_separate": params_separate, "seeds": args.seeds,
+           "epochs": args.epochs, "sampling": args.sampling, "temperature": args.temperature, "balance": args.balance,
            "task_lr": args.task_lr, "graph": args.graph, "train_sizes": {t: len(v) for t, v in train_sets.items()},
            "test_sizes": {t: len(v) for t, v in test_sets.items()},
            "cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0}
-    print(f"\n{'task':<9}{'joint acc':>10}{'single acc':>11}{'joint best':>11}{'single best':>12}{'steps':>7}")
+    print(f"\n{'task':<9}{'joint acc':>16}{'single acc':>16}{'joint best':>11}{'single best':>12}{'steps':>7}   ({args.seeds} seed(s))")
     for r in rows:
-        print(f"{r['task']:<9}{r['joint_acc']:>10.2f}{r['single_acc']:>11.2f}{r['joint_acc_best']:>11.2f}"
-              f"{r['single_acc_best']:>12.2f}{r['joint_steps']:>7}")
-    print(f"parameters: joint {res['params_joint']:,}, separate {params_separate:,} "
-          f"({res['params_joint'] / params_separate:.2f}x); {res['cpu_s']:.0f} CPU s, {res['wall_s']:.0f} s wall")
+        print(f"{r['task']:<9}{r['joint_acc']:>9.2f} ± {r['joint_acc_std']:<4.2f}{r['single_acc']:>9.2f} ± {r['single_acc_std']:<4.2f}"
+              f"{r['joint_acc_best']:>11.2f}{r['single_acc_best']:>12.2f}{r['joint_steps']:>7.0f}")
+    print(f"parameters: joint {params_joint:,}, separate {params_separate:,} "
+          f"({params_joint / params_separate:.2f}x); {res['cpu_s']:.0f} CPU s, {res['wall_s']:.0f} s wall")
     if args.json:
         print(json.dumps(res))
     return res

@@ -65,7 +65,7 @@ def test_joint_short_mode_trains_joint_and_separate_models_with_equal_steps(data
     assert sum(r["joint_steps"] for r in res["tasks"]) == batches  # one epoch: as many steps as all tasks have batches
     # one trunk shared by three tasks against three trunks
     assert 0 < res["params_joint"] < res["params_separate"]
-    assert (tmp_path / "joint" / "joint" / "best_graph" / "model.safetensors").is_file()
+    assert (tmp_path / "joint" / "seed0" / "joint" / "best_graph" / "model.safetensors").is_file()
 
 
 def test_joint_rejects_an_unknown_task_lr(data_root):
