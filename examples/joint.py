@@ -16,7 +16,7 @@ accuracy is reported after the last epoch (``joint_acc``, ``single_acc``) and at
 test epoch (``*_best``).
 
     python examples/joint.py --short --json                      # a smoke run (tiny sizes)
-    python examples/joint.py --json                              # a few CPU minutes (subsets)
+    python examples/joint.py --json                              # about 70 CPU s (subsets)
     python examples/joint.py --cifar-per-class 500 --epochs 30 --graph NCI1 --json   # longer
 
 JSON (last line): ``tasks`` (``task``, ``joint_acc``, ``single_acc``, ``joint_acc_best``,
