@@ -22,7 +22,8 @@ accuracy (percent) after the last epoch and at the best test epoch, mean ± std 
 The trunk only sees ``[B, N, D]`` tokens, so any source trunk of the same width, depth and block
 loads into any target.
 
-    python examples/transfer.py --json                    # defaults: about 10 CPU minutes
+    python examples/transfer.py --json                    # defaults: 2 seeds (estimated 8-10 CPU minutes)
+    python examples/transfer.py --json --seeds 1 --source-cpu-s 30 --finetune-cpu-s 10   # 222 CPU s measured
     python examples/transfer.py --short --json            # a smoke run (tiny sizes)
     python examples/transfer.py --source-cpu-s 1800 --finetune-cpu-s 600 --seeds 3 --graph NCI1 --json
 
