@@ -50,20 +50,23 @@ def _saver(models: dict, target: Path, mode: str, k: int) -> None:
         os._exit(1)
 
 
-def kill_saves_at_random(target: Path, mode: str, check, rounds: int = 40, max_delay: float = 0.2, seed: int = 0) -> dict:
-    """``rounds`` savers, each SIGKILLed after ``U(0, max_delay)`` seconds; after every kill
-    ``check(target)`` must return the number ``k`` of the save it found. Returns what was seen."""
+def kill_saves_at_random(target: Path, mode: str, check, rounds: int = 40, saves_per_round: float = 3.0, seed: int = 0) -> dict:
+    """``rounds`` savers, each SIGKILLed after ``U(0, saves_per_round x the time of one save)``
+    seconds (timed here first, so the kills land inside writes however fast the machine is); after
+    every kill ``check(target)`` must return the number ``k`` of the save it found. Returns what was seen."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small tensors: several threads only contend (the checks run 6x slower on a loaded machine)
     try:
-        return _kill_saves(target, mode, check, rounds, max_delay, seed)
+        return _kill_saves(target, mode, check, rounds, saves_per_round, seed)
     finally:
         torch.set_num_threads(threads)
 
 
-def _kill_saves(target: Path, mode: str, check, rounds: int, max_delay: float, seed: int) -> dict:
+def _kill_saves(target: Path, mode: str, check, rounds: int, saves_per_round: float, seed: int) -> dict:
     models = _models()
+    start = time.perf_counter()
     _save(models, target, mode, 0)  # a complete save before the first kill
+    max_delay = saves_per_round * (time.perf_counter() - start) + 0.01
     rng = random.Random(seed)
     seen, torn = [check(target)], 0
     folder = target if mode == "pretrained" else target.parent
@@ -77,4 +80,4 @@ def _kill_saves(target: Path, mode: str, check, rounds: int, max_delay: float, s
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"the saver exited by itself ({status})"
         torn += any(p.name.endswith(".tmp") for p in folder.iterdir())
         seen.append(check(target))
-    return {"seen": seen, "torn": torn, "rounds": rounds}
+    return {"seen": seen, "torn": torn, "rounds": rounds, "max_delay_s": max_delay}

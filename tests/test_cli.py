@@ -170,13 +170,16 @@ def test_predict_on_meshes_samples_them_through_the_saved_preprocessing(trained,
     (lambda p: p.write_text(yaml.safe_dump(CONFIG)), ["--set", "model.depth=1000000"], r"depth must be between 0 and 1000"),
     (lambda p: p.write_text(yaml.safe_dump(CONFIG)), ["--set", "data.num_points=[1"], r"--set 'data.num_points=\[1' is not valid YAML"),
     (lambda p: p.write_text("model: 3\n"), [], r"'model' must be a mapping"),
+    (lambda p: p.write_text(yaml.safe_dump(CONFIG)), ["--set", "train.seed=1"], r"'seed' cannot be set in the train section.*top level"),
+    (lambda p: p.write_text(yaml.safe_dump(CONFIG)), ["--set", "train.output_dir=x"], r"'output_dir' cannot be set in the train section"),
 ])
-def test_bad_configs_are_one_line_errors_naming_the_problem(tmp_path, capsys, write, args, match):
+@pytest.mark.parametrize("command", ["train", "pretrain"])
+def test_bad_configs_are_one_line_errors_naming_the_problem(tmp_path, capsys, write, args, match, command):
     import re
 
     path = tmp_path / "c.yaml"
     write(path)
-    assert main(["train", str(path), *args]) == 2
+    assert main([command, str(path), *args]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and re.search(match, err), err
 
@@ -192,3 +195,15 @@ def test_npz_data_files_are_checked(tmp_path, capsys):
         assert main(["train", str(tmp_path / "c.json")]) == 2
         err = capsys.readouterr().err
         assert name in err and __import__("re").search(match, err), err
+
+
+@pytest.mark.parametrize("option, match", [("mask_ratio=2", r"mask_ratio must be in \(0, 1\); got 2"),
+                                           ("data=3", r"'data' cannot be set in the train section")])
+def test_pretrain_checks_its_own_options(tmp_path, capsys, option, match):
+    import re
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(CONFIG))
+    assert main(["pretrain", str(path), "--set", f"train.{option}"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and re.search(match, err), err

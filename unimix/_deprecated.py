@@ -10,6 +10,11 @@ import importlib
 import sys
 import types
 import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 class AliasModule(types.ModuleType):
@@ -63,3 +68,21 @@ def install() -> None:
     alias("unimix.checkpoint", CHECKPOINT)
     alias("unimix.finetune", FINETUNE)
     alias("unimix.tokenizers.grouping", GROUPING)
+
+
+# ----------------------------------------------------------------------------- old functions of unimix.cli
+def read_points(path: str | Path, num_points: int | None = None) -> torch.Tensor:
+    """Deprecated: ``unimix.read_point_cloud`` (through :class:`unimix.io.PointCloudPreprocess`)."""
+    from .io import PointCloudPreprocess
+
+    warnings.warn("unimix.cli.read_points is deprecated; use unimix.read_point_cloud or unimix.io.PointCloudPreprocess.read.",
+                  DeprecationWarning, stacklevel=2)
+    return PointCloudPreprocess(num_points, "none").read(path)
+
+
+def prepare_points(pts: torch.Tensor, preprocess: dict) -> torch.Tensor:
+    """Deprecated: ``unimix.io.PointCloudPreprocess.from_dict(preprocess)(pts)``."""
+    from .io import PointCloudPreprocess
+
+    warnings.warn("unimix.cli.prepare_points is deprecated; use unimix.io.PointCloudPreprocess.", DeprecationWarning, stacklevel=2)
+    return PointCloudPreprocess.from_dict({"normalize": "none", **preprocess})(pts)

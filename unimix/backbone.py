@@ -145,6 +145,6 @@ class Backbone(nn.Module):
 
     @torch.no_grad()
     def fold(self) -> "Backbone":
-        """Inference-time folding of Affine/LayerScale into linear layers (ResMLP trunks)."""
+        """Inference-time folding of norm scales, Affine and LayerScale into linear layers (every block; exact)."""
         self.trunk.fold()
         return self

@@ -6,6 +6,8 @@
     unimix pretrain config.yaml            # masked-token pretraining, then fine-tune from output_dir/pretrained
     unimix eval config.yaml [--model runs/shapes/best] [--split val|test]
     unimix predict runs/shapes/best chair.ply [more files]
+    unimix export runs/shapes/best shapes.onnx [--int8 [--method static --calibration-data config.yaml]]
+    unimix predict shapes.onnx chair.ply        # onnxruntime and numpy only: no torch
 
 A config has four parts (every key maps onto the Python API)::
 
@@ -36,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from ._deprecated import prepare_points, read_points  # noqa: F401  (old names, kept for one release)
 from .validation import check_file, check_int
 
 DATA_KINDS = ("shapes", "planetoid", "tudataset", "npz")
@@ -96,13 +98,19 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
     return config
 
 
-def check_options(section: str, options: dict, fn: Any) -> None:
-    """Every key of a config ``section`` is a parameter of ``fn``; unknown ones name the closest match."""
+def check_options(section: str, options: dict, *fns: Any, exclude: tuple[str, ...] = ()) -> None:
+    """Every key of a config ``section`` is a parameter of one of ``fns`` (not in ``exclude``: the
+    ones the command sets itself); unknown ones name the closest match."""
     import difflib
     import inspect
 
-    params = [k for k in inspect.signature(fn).parameters if k not in ("self", "model")]
+    skip = ("self", "model", "args", "kwargs", "trainer_kwargs") + tuple(exclude)
+    params = list(dict.fromkeys(k for fn in fns for k in inspect.signature(fn).parameters if k not in skip))
     for key in options:
+        if key in exclude:
+            where = " at the config's top level (beside model, data and train)" if key in ("seed", "output_dir") else ""
+            raise ValueError(f"'{key}' cannot be set in the {section} section: unimix sets it from the config{where}; "
+                             f"move or remove {section}.{key}.")
         if key not in params:
             close = difflib.get_close_matches(str(key), params, n=1)
             raise ValueError(f"Unknown {section} option '{key}'" + (f"; did you mean '{close[0]}'?" if close else
@@ -125,6 +133,8 @@ def build_data(data: dict, model_cfg: dict) -> dict[str, Any]:
         tudataset: graph classification on ``name`` (MUTAG...) from ``root``; ``val_fraction`` split.
         npz: ``train``/``val`` files holding arrays ``x`` and ``y``.
     """
+    import torch
+
     from ._names import resolve_name
 
     data = dict(data)
@@ -208,7 +218,7 @@ def cmd_train(args) -> int:
     data = build_data(config.get("data") or {}, model_cfg)
     model = build_model(model_cfg)
     train_cfg = dict(config.get("train") or {})
-    check_options("train", train_cfg, Trainer.__init__)
+    check_options("train", train_cfg, Trainer.__init__, exclude=("output_dir", "save_extra", "seed"))
     out = config.get("output_dir")
     extra = {"class_names": data["class_names"]}
     trainer = Trainer(model, output_dir=out, save_extra=extra, seed=config.get("seed", 0), **train_cfg)
@@ -224,12 +234,14 @@ def cmd_pretrain(args) -> int:
     The ``train`` section takes the Trainer's arguments plus ``mask_ratio``."""
     from . import distributed as D
     from .pretrain import pretrain
+    from .train import Trainer
 
     config = load_config(args.config, args.set)
     model_cfg = config.get("model") or {}
     data = build_data(config.get("data") or {}, model_cfg)
     model = build_model(model_cfg)
     train_cfg = dict(config.get("train") or {})
+    check_options("train", train_cfg, pretrain, Trainer.__init__, exclude=("data", "val_data", "output_dir", "seed", "task"))
     history = pretrain(model, data["train"], data.get("val"), output_dir=config.get("output_dir"),
                        seed=config.get("seed", 0), **train_cfg)
     D.print0(json.dumps(history[-1] if history else {}))
@@ -253,27 +265,6 @@ def cmd_eval(args) -> int:
     metrics = Trainer(model, progress=False, verbose=False, **train_cfg).evaluate(data[args.split], split=args.split)
     D.print0(json.dumps(metrics))
     return 0
-
-
-def read_points(path: str | Path, num_points: int | None = None) -> torch.Tensor:
-    """Deprecated: ``unimix.read_point_cloud`` (through :class:`unimix.io.PointCloudPreprocess`)."""
-    import warnings
-
-    from .io import PointCloudPreprocess
-
-    warnings.warn("unimix.cli.read_points is deprecated; use unimix.read_point_cloud or unimix.io.PointCloudPreprocess.read.",
-                  DeprecationWarning, stacklevel=2)
-    return PointCloudPreprocess(num_points, "none").read(path)
-
-
-def prepare_points(pts: torch.Tensor, preprocess: dict) -> torch.Tensor:
-    """Deprecated: ``unimix.io.PointCloudPreprocess.from_dict(preprocess)(pts)``."""
-    import warnings
-
-    from .io import PointCloudPreprocess
-
-    warnings.warn("unimix.cli.prepare_points is deprecated; use unimix.io.PointCloudPreprocess.", DeprecationWarning, stacklevel=2)
-    return PointCloudPreprocess.from_dict({"normalize": "none", **preprocess})(pts)
 
 
 def predict_files(model, files: list[str], info: dict | None = None) -> list[dict]:
@@ -301,12 +292,53 @@ def predict_files(model, files: list[str], info: dict | None = None) -> list[dic
 
 
 def cmd_predict(args) -> int:
+    if Path(args.model).suffix.lower() == ".onnx":  # onnxruntime + numpy: torch is never imported on this path
+        from .export.runtime import predict_files as predict_onnx
+
+        for r in predict_onnx(args.model, args.files):
+            print(f"{r['file']}\t{r['name']}\t{r['prob']:.3f}" if args.verbose else r["name"])
+        return 0
     from .hub import from_pretrained
 
     model = from_pretrained(args.model)
     for r in predict_files(model, args.files, model.pretrained_info):
         print(f"{r['file']}\t{r['name']}\t{r['prob']:.3f}" if args.verbose else r["name"])
     return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_onnx, quantize
+    from .export.onnx import example_input
+    from .hub import from_pretrained
+
+    model = from_pretrained(args.model)
+    out = Path(args.output)
+    float_path = out.with_suffix(".fp32.onnx") if args.int8 else out
+    export_onnx(model, example_input(model), float_path, opset=args.opset, dynamic_batch=not args.static_batch)
+    if args.int8:
+        calibration = None
+        if args.method == "static":
+            calibration = _calibration_inputs(args, model)
+        quantize(float_path, out, method=args.method, calibration=calibration)
+    print(out)
+    return 0
+
+
+def _calibration_inputs(args, model) -> list:
+    """Up to ``--calibration-size`` training inputs of ``--calibration-data`` (a train config), else random inputs."""
+    from .export.onnx import example_input
+    from .train.batches import split_batch
+
+    if not args.calibration_data:
+        print("unimix export: no --calibration-data; static int8 calibrates on random inputs (pass the train config).",
+              file=sys.stderr)
+        return [example_input(model, batch=1, seed=i) for i in range(16)]
+    train = build_data(load_config(args.calibration_data).get("data") or {}, model.unimix_config)["train"]
+    n = args.calibration_size
+    if isinstance(train, tuple):  # (inputs, targets) tensors
+        return [train[0][i:i + 1] for i in range(min(n, len(train[0])))]
+    items = [split_batch(train[i])[0] for i in range(min(n, len(train)))]
+    return [x if hasattr(x, "edge_index") else x.unsqueeze(0) for x in items]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,6 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("files", nargs="+")
     r.add_argument("-v", "--verbose", action="store_true", help="also print the file name and probability")
     r.set_defaults(fn=cmd_predict)
+    x = sub.add_parser("export", help="write an ONNX file (grouping and message passing inside), optionally int8")
+    x.add_argument("model", help="model folder or Hub id written by save_pretrained / unimix train")
+    x.add_argument("output", help="the .onnx file to write")
+    x.add_argument("--int8", action="store_true",
+                   help="quantise to int8 with onnxruntime (the float file is kept as *.fp32.onnx)")
+    x.add_argument("--method", default="dynamic", choices=("dynamic", "static"),
+                   help="int8 method: dynamic (default, measured the more accurate) or static QDQ (needs --calibration-data)")
+    x.add_argument("--calibration-data", metavar="CONFIG", help="train config whose training set calibrates static int8")
+    x.add_argument("--calibration-size", type=int, default=256, help="calibration samples (default 256)")
+    x.add_argument("--opset", type=int, default=18)
+    x.add_argument("--static-batch", action="store_true", help="fix the batch size to the example's")
+    x.set_defaults(fn=cmd_export)
     return p
 
 
@@ -342,9 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unimix {args.command}: error: {err}", file=sys.stderr)
         return 2
     finally:
-        from . import distributed as D
-
-        D.cleanup()
+        D = sys.modules.get(f"{__package__}.distributed")  # only a run that imported it can hold a process group
+        if D is not None:
+            D.cleanup()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ Every check raises a ``ValueError`` / ``TypeError`` / ``FileNotFoundError`` whos
 input, the value received, what was expected and the fix, and returns the value (converted where a
 conversion is lossless or explicitly checked), so a boundary writes ``x = check_...(x)`` once and
 the code behind it trusts ``x``. The bottom of the package: torch, numpy and the standard library only.
+torch is imported inside the tensor checks, so the file and number checks serve the torch-free
+readers of :mod:`unimix.io.arrays` / :func:`unimix.io.read_point_array` (``unimix predict model.onnx``).
 
 Cost. Build-time checks (:func:`check_int`, :func:`check_fraction`, :func:`check_memory`) are Python
 comparisons. The checks that run on every forward pass are a few reductions over the input, each
@@ -18,11 +20,13 @@ import math
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 MAX_DIM = 1 << 16
 """Widest token / hidden width accepted (65 536): wider than any published MLP-family model."""
@@ -112,7 +116,15 @@ def _size(nbytes: float) -> str:
 
 
 # ----------------------------------------------------------------------------- tensors
-def as_float(name: str, x: Any, dtype: torch.dtype = torch.float32, fix: str = "") -> Tensor:
+def exporting() -> bool:
+    """True while ``torch.export`` (so ``unimix.export_onnx``) traces a model: the value checks, a
+    host sync each, are then left out of the graph (their data-dependent branch cannot be traced)."""
+    import torch
+
+    return bool(getattr(torch.compiler, "is_exporting", lambda: False)())
+
+
+def as_float(name: str, x: Any, dtype: torch.dtype | None = None, fix: str = "") -> Tensor:
     """``x`` as a floating tensor of ``dtype`` (the dtype of the weights it meets).
 
     float16, bfloat16 and float64 inputs are converted (call :func:`check_values` after this: a
@@ -120,8 +132,12 @@ def as_float(name: str, x: Any, dtype: torch.dtype = torch.float32, fix: str = "
     bool and complex tensors are a ``TypeError`` naming the conversion to use. Cost: free when
     ``x`` already has ``dtype``, one cast otherwise.
     """
+    import torch
+    from torch import Tensor
+
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}.{' ' + fix if fix else ''}")
+    dtype = torch.float32 if dtype is None else dtype
     if x.dtype == dtype:
         return x
     if x.is_floating_point():
@@ -135,7 +151,9 @@ def check_values(name: str, x: Tensor, limit: float | None = None, fix: str = ""
     Cost: one ``aminmax`` over ``x`` (it propagates NaN) and one sync; the position of a bad value
     is only looked up when there is one.
     """
-    if x.numel() == 0:
+    import torch
+
+    if x.numel() == 0 or exporting():
         return x
     lo, hi = torch.aminmax(x.detach())
     lo, hi = float(lo), float(hi)
@@ -154,6 +172,21 @@ def check_values(name: str, x: Tensor, limit: float | None = None, fix: str = ""
                      f"magnitudes up to {bound:.0e}. {fix or 'Rescale the input.'}")
 
 
+def check_cloud(name: str, points: Tensor, min_channels: int = 3, fix: str = "") -> Tensor:
+    """One cloud ``[P, C]``: ``P >= 1`` points, ``min_channels <= C``, values finite and within
+    :data:`MAX_VALUE` (call it after the cast to float32). ``C > 16`` channels on ``P <= 9`` rows is
+    refused as a transposed ``[C, P]`` cloud (xyz + normals + colour is 9 channels). Cost: one
+    :func:`check_values`."""
+    shape = tuple(points.shape)
+    if points.ndim != 2 or shape[0] == 0 or shape[1] < min_channels:
+        raise ValueError(f"{name} must be one cloud [P, C] with P >= 1 points and C >= {min_channels} channels (xyz first"
+                         f"{', then normals' if min_channels == 6 else ''}); got shape {shape}.")
+    if shape[1] > 16 and shape[0] <= 9:
+        raise ValueError(f"{name} has shape {shape}: {shape[0]} points of {shape[1]} channels. It looks channels-first "
+                         "([C, P]); pass points.T (one row per point).")
+    return check_values(f"{name}'s values", points, MAX_VALUE, fix or "Drop those points, or rescale the cloud.")
+
+
 # ----------------------------------------------------------------------------- graphs and batches
 def check_edge_index(edge_index: Any, num_nodes: int, name: str = "edge_index") -> Tensor:
     """``edge_index`` as a long ``[2, E]`` tensor with every index in ``[0, num_nodes)``.
@@ -166,6 +199,9 @@ def check_edge_index(edge_index: Any, num_nodes: int, name: str = "edge_index") 
     against 60 us on Cora (``benchmarks/validation_overhead.py``), and its messages give no fix;
     so it is not called on the hot path. Cost: one ``aminmax`` over ``E``.
     """
+    import torch
+    from torch import Tensor
+
     if edge_index is None:
         raise ValueError(f"The graph has no {name}; pass edge_index=torch.empty(2, 0, dtype=torch.long) for a graph without edges.")
     if not isinstance(edge_index, Tensor):
@@ -186,6 +222,8 @@ def check_edge_index(edge_index: Any, num_nodes: int, name: str = "edge_index") 
         raise TypeError(f"{name} must be torch.long (int64), as PyG expects; got {edge_index.dtype}. Convert it once: "
                         f"data.{name} = data.{name}.long().")
     if edge_index.shape[1] == 0:
+        return edge_index
+    if exporting():
         return edge_index
     lo, hi = (int(v) for v in torch.stack(torch.aminmax(edge_index)).tolist())
     if lo < 0:
@@ -219,6 +257,9 @@ def check_batch_vector(batch: Any, num_items: int, num_groups: int | None = None
     joining two graphs is refused too (it would leak information between samples). Cost: a
     comparison of neighbours, a ``bincount`` and two syncs, ``O(N + E)``.
     """
+    import torch
+    from torch import Tensor
+
     if not isinstance(batch, Tensor) or batch.ndim != 1 or batch.is_floating_point() or batch.dtype == torch.bool:
         got = f"a {batch.dtype} tensor of shape {tuple(batch.shape)}" if isinstance(batch, Tensor) else type(batch).__name__
         raise TypeError(f"`batch` must be a 1-D integer tensor (the {what} index of each of the {num_items} {items}); got {got}.")
@@ -268,6 +309,8 @@ def check_graph(data: Any, edge_dim: int | None = None) -> int:
     ``O(N + E)``, three syncs; the graph tokenizer runs it once per batch and once per graph in
     full-graph training (cached while the same ``edge_index`` comes back).
     """
+    from torch import Tensor
+
     n = data.num_nodes
     if n is None or n == 0:
         raise ValueError("Graph has zero nodes; a graph needs at least one node to be tokenized.")
@@ -292,10 +335,15 @@ def check_graph(data: Any, edge_dim: int | None = None) -> int:
 
 def check_node_index(index: Any, num_nodes: int) -> Tensor:
     """``data.node_index``: integer indices in ``[0, num_nodes)`` or a bool mask of ``num_nodes``. Cost: one ``aminmax``."""
+    import torch
+    from torch import Tensor
+
     ok = isinstance(index, Tensor) and index.ndim == 1 and not index.is_floating_point()
     if ok and index.dtype == torch.bool:
         ok = index.shape[0] == num_nodes
     elif ok and index.numel():
+        if exporting():
+            return index
         lo, hi = (int(v) for v in torch.stack(torch.aminmax(index)).tolist())
         ok = 0 <= lo and hi < num_nodes
     if not ok:

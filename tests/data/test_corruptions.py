@@ -115,3 +115,11 @@ def test_scan_augmentations():
     s = T.scan_augment(x, g(), geometric=False)
     assert torch.equal(s[..., 3:], x[..., 3:])
     assert torch.equal(T.scan_augment(x, g(), geometric=False, noise=False), x)
+
+
+@pytest.mark.parametrize("bad, match", [(float("nan"), "NaN"), (float("inf"), "Inf"), (1e30, "reach 1e\\+30")])
+def test_non_finite_or_huge_points_are_refused_before_corrupting(bad, match):
+    x = unit_cloud(64)
+    x[5, 2] = bad
+    with pytest.raises(ValueError, match=f"Points to corrupt .*{match}"):
+        corrupt(x, "jitter", 0, g())

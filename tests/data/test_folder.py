@@ -172,3 +172,27 @@ def test_real_dales_objects_split(shared_data):
     assert torch.bincount(test.labels).tolist() == [19, 20, 20, 20, 20]
     x = test[0]["points"]
     assert x.shape == (256, 3) and x.norm(dim=1).max() > 2  # a building, centred, in metres
+
+
+@pytest.mark.parametrize("cloud, error, match", [
+    (np.full((20, 3), 1e39), ValueError, r"Cloud 1's values contain NaN or Inf: Inf .*float64 value beyond float32"),
+    (np.where(np.arange(60).reshape(20, 3) == 7, np.nan, 1.0), ValueError, r"Cloud 1's values contain NaN or Inf: NaN at index \(2, 1\)"),
+    (np.full((20, 3), 2e18), ValueError, r"Cloud 1's values reach 2e\+18"),
+    (np.random.rand(3, 1024), ValueError, r"Cloud 1 has shape \(3, 1024\).*channels-first.*points\.T"),
+    (np.zeros((0, 3)), ValueError, r"P >= 1 points"),
+    (np.zeros((20, 2)), ValueError, r"C >= 3 channels"),
+    (np.zeros((20, 3), dtype=complex), TypeError, "real-valued"),
+])
+def test_in_memory_clouds_are_checked_after_the_float32_cast(cloud, error, match):
+    with pytest.raises(error, match=match):
+        PointClouds([np.random.rand(30, 3), cloud], [0, 0], ["a"], PointCloudPreprocess(16))
+    ok = PointClouds([np.random.rand(30, 3).astype(np.float64)], [0], ["a"], PointCloudPreprocess(16))
+    assert ok[0]["points"].dtype == torch.float32 and ok[0]["points"].shape == (16, 3)
+
+
+def test_a_file_as_data_root_is_named_as_a_file(tmp_path):
+    write_xyz(tmp_path / "a.xyz", np.random.rand(10, 3))
+    with pytest.raises(FileNotFoundError, match="a.xyz is a file, not a folder.*unimix.read_point_cloud"):
+        load_point_clouds(tmp_path / "a.xyz")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        detect_layout(tmp_path / "none")

@@ -63,3 +63,19 @@ def test_saved_model_applies_its_training_preprocessing(tmp_path):
     np.savetxt(tmp_path / "scan.xyz", raw)
     expected = loaded(PointCloudPreprocess(64, "unit_sphere").read(tmp_path / "scan.xyz").unsqueeze(0))
     torch.testing.assert_close(loaded.predict(tmp_path / "scan.xyz"), expected)
+
+
+@pytest.mark.parametrize("points, kw, error, match", [
+    (torch.full((20, 3), 1e39, dtype=torch.float64), {}, ValueError, r"Inf at index \(0, 0\) \(a float64 value beyond float32"),
+    (np.full((20, 3), np.nan), {}, ValueError, "NaN at index"),
+    (torch.randn(3, 1024), {}, ValueError, r"shape \(3, 1024\).*channels-first"),
+    (torch.randn(100, 3), {"normals": True}, ValueError, r"C >= 6 channels \(xyz first, then normals\)"),
+    (torch.randn(100), {}, ValueError, r"one cloud \[P, C\]"),
+    ([[0.0, 0.0, 0.0]] * 20, {}, TypeError, "tensor or numpy array; got list"),
+    (torch.ones(20, 3, dtype=torch.bool), {}, TypeError, "real-valued points"),
+])
+def test_preprocessing_refuses_what_would_come_out_as_garbage(points, kw, error, match):
+    with pytest.raises(error, match=match):
+        PointCloudPreprocess(16, **kw)(points)
+    out = PointCloudPreprocess(16)(torch.randint(0, 9, (40, 3)))  # integer coordinates are converted
+    assert out.dtype == torch.float32 and out.shape == (16, 3) and torch.isfinite(out).all()

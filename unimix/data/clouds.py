@@ -15,8 +15,24 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..io import PointCloudPreprocess
+from ..validation import check_cloud
 
 RESAMPLING = ("random", "fixed")
+
+
+def _checked_cloud(i: int, cloud: Tensor | np.ndarray) -> np.ndarray:
+    """Cloud ``i`` as contiguous float32 ``[P, C]``, checked *after* the cast (a float64 1e39 is inf
+    in float32) by :func:`unimix.validation.check_cloud`. Cost: one cast and one min/max pass per
+    cloud, once, when the dataset is built."""
+    if isinstance(cloud, Tensor):
+        cloud = cloud.detach().cpu().numpy()
+    if not isinstance(cloud, np.ndarray) or not np.issubdtype(cloud.dtype, np.number) or np.iscomplexobj(cloud):
+        got = f"dtype {cloud.dtype}" if isinstance(cloud, np.ndarray) else type(cloud).__name__
+        raise TypeError(f"Cloud {i} must be a real-valued tensor or numpy array [P, C]; got {got}.")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(cloud, dtype=np.float32)
+    check_cloud(f"Cloud {i}", torch.from_numpy(out), fix="Drop those points (or the cloud), or rescale it to metre-like units.")
+    return out
 
 
 class PointClouds(Dataset):
@@ -46,7 +62,7 @@ class PointClouds(Dataset):
         bad = [v for v in labels if not 0 <= v < len(classes)]
         if bad:
             raise ValueError(f"Label {bad[0]} is outside [0, {len(classes)}) for classes {list(classes)[:8]}.")
-        self._points = [np.ascontiguousarray(c.numpy() if isinstance(c, Tensor) else c, dtype=np.float32) for c in clouds]
+        self._points = [_checked_cloud(i, c) for i, c in enumerate(clouds)]
         self._labels = labels
         self.classes, self.preprocess, self.resample, self.transform = list(classes), preprocess, resample, transform
         self.raw_transform = raw_transform

@@ -41,6 +41,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..io.points import normalize_points, resample_points
+from ..validation import MAX_VALUE, check_values
 
 CORRUPTIONS = ("scale", "jitter", "rotate", "drop_global", "drop_local", "add_global", "add_local")
 LEVELS = 5
@@ -165,6 +166,7 @@ def corrupt(points: Tensor, corruption: str, level: int, generator: torch.Genera
     if not isinstance(points, Tensor) or points.ndim != 2 or points.shape[1] < 3 or points.shape[0] < 2:
         got = tuple(points.shape) if isinstance(points, Tensor) else type(points).__name__
         raise ValueError(f"corrupt takes one cloud [P, C] with P >= 2 and xyz first; got {got}.")
+    check_values("Points to corrupt", points, MAX_VALUE, fix="Drop those points, or rescale the cloud.")
     x, centre, radius = _unit_frame(points.double())
     x = _FUNCTIONS[corruption](x, level, generator, normals)
     return torch.cat([x[:, :3] * radius + centre, x[:, 3:]], 1).float()

@@ -221,6 +221,10 @@ def detect_layout(root: str | Path) -> str:
     from .modelnet import detect_format
 
     root = Path(root)
+    if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise FileNotFoundError(f"Point-cloud data root {root} {what}; pass the folder of a ModelNet40 layout or the folder "
+                                "holding one sub-folder per class (read one file with unimix.read_point_cloud).")
     try:
         return detect_format(root)
     except ValueError:

@@ -1,4 +1,28 @@
-"""Reading inputs: point-cloud and mesh files, images, and the one preprocessing path."""
-from .pointcloud import MESH_FORMATS, POINT_FORMATS, read_mesh, read_off, read_point_cloud, sample_mesh
-from .points import NORMALIZATIONS, SAMPLINGS, normalize_points, resample_indices, resample_points
-from .preprocess import IMAGE_FORMATS, ImagePreprocess, PointCloudPreprocess, preprocess_from_dict
+"""Reading inputs: point-cloud and mesh files, images, and the one preprocessing path.
+
+Names load on first use (PEP 562), so the numpy-only readers (:mod:`unimix.io.pointcloud`,
+:mod:`unimix.io.arrays`) import without torch.
+"""
+import importlib
+
+_NAMES = {
+    "pointcloud": ("MESH_FORMATS", "POINT_FORMATS", "read_mesh", "read_off", "read_point_array", "read_point_cloud",
+                   "sample_mesh"),
+    "points": ("NORMALIZATIONS", "SAMPLINGS", "normalize_points", "resample_indices", "resample_points"),
+    "preprocess": ("IMAGE_FORMATS", "ImagePreprocess", "PointCloudPreprocess", "preprocess_from_dict"),
+}
+_HOME = {name: module for module, names in _NAMES.items() for name in names}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_HOME))

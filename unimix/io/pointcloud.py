@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from ..validation import MAX_COORD, check_file
 from .headers import check_npy_header, check_stl, pcd_point_count, ply_vertex_count
@@ -85,7 +87,30 @@ def read_point_cloud(path: str | Path, num_points: int | None = None, normals: b
     Returns:
         ``[P, 3]`` (or ``[P, 6]``) float32 tensor.
     """
-    path = Path(path)
+    import torch
+
+    pts, sampled = _read_array(Path(path), num_points, normals, seed)
+    out = torch.from_numpy(pts)
+    if sampled or num_points is None:
+        return out
+    from .points import resample_points
+
+    return resample_points(out, num_points, seed)
+
+
+def read_point_array(path: str | Path, num_points: int | None = None, normals: bool = False, seed: int = 0) -> np.ndarray:
+    """:func:`read_point_cloud` as a float32 numpy array, without torch (the same points: resampling
+    goes through :func:`unimix.io.rng.resample_indices`, which draws what torch draws)."""
+    pts, sampled = _read_array(Path(path), num_points, normals, seed)
+    if sampled or num_points is None:
+        return pts
+    from .rng import resample_indices
+
+    return pts[resample_indices(len(pts), num_points, seed)]
+
+
+def _read_array(path: Path, num_points: int | None, normals: bool, seed: int) -> tuple[np.ndarray, bool]:
+    """float32 ``[P, 3 or 6]`` and whether it is already ``num_points`` samples (meshes)."""
     ext = path.suffix.lower()
     if ext not in POINT_FORMATS + MESH_FORMATS:
         raise ValueError(f"{path}: unsupported extension {ext!r}; expected one of {POINT_FORMATS + MESH_FORMATS}.")
@@ -93,7 +118,7 @@ def read_point_cloud(path: str | Path, num_points: int | None = None, normals: b
     if ext in MESH_FORMATS:
         verts, faces = read_mesh(path)
         pts = sample_mesh(verts, faces, 2048 if num_points is None else num_points, seed=seed, normals=normals, path=path)
-        return torch.from_numpy(_as_float32(path, pts, "sampled points"))
+        return _as_float32(path, pts, "sampled points"), True
     if ext in (".ply", ".pcd"):
         pts, nrm = _read_open3d_points(path)
     elif ext == ".npy":
@@ -105,12 +130,7 @@ def read_point_cloud(path: str | Path, num_points: int | None = None, normals: b
             raise ValueError(f"{path}: normals=True but the file has no normals; estimate them "
                              "(open3d's estimate_normals) or read xyz only with normals=False.")
         pts = np.concatenate([pts, _check_points(path, nrm, "normals")], 1)
-    out = torch.from_numpy(_as_float32(path, pts))
-    if num_points is None:
-        return out
-    from .points import resample_points
-
-    return resample_points(out, num_points, seed)
+    return _as_float32(path, pts), False
 
 
 def _read_npy_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:

@@ -20,11 +20,12 @@ import torch
 from torch import Tensor
 
 from ..registry import register_reader
-from ..validation import check_file, check_sizes
+from ..validation import check_cloud, check_file, check_sizes
+from .arrays import IMAGE_FORMATS
 from .pointcloud import MESH_FORMATS, POINT_FORMATS, read_point_cloud
 from .points import NORMALIZATIONS, SAMPLINGS, normalize_points, resample_points
 
-IMAGE_FORMATS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+_INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 @dataclass
@@ -61,8 +62,19 @@ class PointCloudPreprocess:
         return 3 + 3 * self.normals + 3 * self.normalize.endswith("extent")
 
     def __call__(self, points: Tensor, seed: int | None = ..., generator: torch.Generator | None = None) -> Tensor:
-        """``[P, C]`` raw points -> ``[num_points, in_chans]`` float32."""
-        points = torch.as_tensor(points, dtype=torch.float32)
+        """``[P, C]`` raw points -> ``[num_points, in_chans]`` float32 (checked after the cast:
+        :func:`unimix.validation.check_cloud`, one min/max pass)."""
+        if not isinstance(points, (Tensor, np.ndarray)):
+            raise TypeError(f"PointCloudPreprocess takes one cloud [P, C] as a tensor or numpy array; got {type(points).__name__}.")
+        if isinstance(points, Tensor):
+            real = points.is_floating_point() or points.dtype in _INTS
+        else:
+            real = np.issubdtype(points.dtype, np.floating) or np.issubdtype(points.dtype, np.integer)
+        if not real:
+            raise TypeError(f"PointCloudPreprocess takes real-valued points; got dtype {points.dtype}.")
+        with np.errstate(over="ignore", invalid="ignore"):
+            points = torch.as_tensor(points, dtype=torch.float32)
+        check_cloud("The cloud", points, 6 if self.normals else 3)
         points = points[:, : 6 if self.normals else 3]
         if self.num_points is not None and (points.shape[0] != self.num_points or generator is not None or seed is None):
             points = resample_points(points, self.num_points, self.seed if seed is ... else seed, generator, self.sampling)

@@ -13,6 +13,7 @@ from timm.layers import DropPath, LayerScale, Mlp
 from torch import Tensor, nn
 
 from ..registry import register_block
+from .common import fold_norm_into_linear, fold_scale_into_linear
 
 
 class ExternalAttention(nn.Module):
@@ -86,4 +87,11 @@ class ExternalAttentionBlock(nn.Module):
         x = x + self.drop_path(self.ls1(self.attn(self.norm1(x), mask)))
         return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
 
-
+    def fold(self) -> "ExternalAttentionBlock":
+        """For inference: the norms' scale and shift into ``q`` and ``fc1``, LayerScale into ``proj``
+        and ``fc2`` (exact; the outputs stay the same up to rounding). Idempotent."""
+        self.norm1 = fold_norm_into_linear(self.norm1, self.attn.q)
+        self.norm2 = fold_norm_into_linear(self.norm2, self.mlp.fc1)
+        self.ls1 = fold_scale_into_linear(self.ls1, self.attn.proj)
+        self.ls2 = fold_scale_into_linear(self.ls2, self.mlp.fc2)
+        return self

@@ -11,6 +11,7 @@ from timm.layers import DropPath, LayerScale, Mlp
 from torch import Tensor, nn
 
 from ..registry import register_block
+from .common import fold_norm_into_linear, fold_scale_into_linear
 
 
 @register_block("ffonly")
@@ -36,3 +37,9 @@ class FeedForwardBlock(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         return x + self.drop_path(self.ls(self.mlp(self.norm(x))))
+
+    def fold(self) -> "FeedForwardBlock":
+        """For inference: the norm into ``fc1``, LayerScale into ``fc2`` (exact). Idempotent."""
+        self.norm = fold_norm_into_linear(self.norm, self.mlp.fc1)
+        self.ls = fold_scale_into_linear(self.ls, self.mlp.fc2)
+        return self

@@ -7,7 +7,7 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 
 from ..registry import register_block
-from .common import check_token_count, zero_padding
+from .common import check_token_count, fold_norm_into_linear, zero_padding
 
 
 class SpatialGatingUnit(nn.Module):
@@ -66,6 +66,12 @@ class GMLPBlock(nn.Module):
         y = m.drop1(m.act(m.fc1(self.norm(x))))
         y = m.drop2(m.fc2(m.gate(y, mask)))
         return x + self.drop_path(y)
+
+    def fold(self) -> "GMLPBlock":
+        """For inference: the input norm into ``fc1`` (exact). The gate's norm stays (it meets the
+        token projection, across tokens)."""
+        self.norm = fold_norm_into_linear(self.norm, self.mlp_channels.fc1)
+        return self
 
 
 __all__ = ["GMLPBlock", "SpatialGatingUnit"]

@@ -7,7 +7,7 @@ from timm.layers import DropPath, Mlp
 from torch import Tensor, nn
 
 from ..registry import register_block
-from .common import check_token_count, zero_padding
+from .common import check_token_count, fold_norm_into_linear, zero_padding
 
 
 @register_block("mixer")
@@ -44,3 +44,9 @@ class MixerBlock(nn.Module):
         y = zero_padding(self.norm1(x), mask)
         x = x + self.drop_path(self.mlp_tokens(y.transpose(1, 2)).transpose(1, 2))
         return x + self.drop_path(self.mlp_channels(self.norm2(x)))
+
+    def fold(self) -> "MixerBlock":
+        """For inference: ``norm2`` into the channel MLP's ``fc1`` (exact). ``norm1`` stays: its
+        per-channel scale meets the token MLP across the token axis, so it is no plain Linear's."""
+        self.norm2 = fold_norm_into_linear(self.norm2, self.mlp_channels.fc1)
+        return self

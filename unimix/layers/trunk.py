@@ -98,7 +98,7 @@ class Trunk(nn.Module):
 
     @torch.no_grad()
     def fold(self) -> "Trunk":
-        """Fold normalisation/scale layers into linear layers where a block supports it (ResMLP)."""
+        """Fold normalisation scales and LayerScale into the adjacent linear layers, block by block (exact; for inference)."""
         for blk in self.blocks:
             if hasattr(blk, "fold"):
                 blk.fold()

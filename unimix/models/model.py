@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..backbone import Backbone
+from .. import tasks as _heads  # noqa: F401  (registers the built-in heads: a folder can be loaded through unimix.hub alone)
 from ..io import preprocess as _readers  # noqa: F401  (registers the built-in file readers)
 from ..registry import HEADS, READERS
 from ..tokens import Tokens

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from ..validation import MAX_COORD, check_values
 from .common import _KNN_CHUNK_ELEMENTS, _POINTS_PER_CELL, KNN_BACKENDS, check_backend, numba_available, numba_points, require_numba, thread_pool
+from .export_points import is_exporting, knn_static
 
 def knn(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None = None, backend: str = "auto") -> Tensor:
     """Indices of the ``k`` nearest valid points of ``xyz [B, P, 3]`` for each ``query [B, G, 3]``.
@@ -15,8 +16,12 @@ def knn(query: Tensor, xyz: Tensor, k: int, mask: Tensor | None = None, backend:
     its nearest point to fill the group. ``backend``: ``auto`` (numba on CPU, else scipy k-d trees
     on CPU for large problems; torch otherwise), ``torch``, ``scipy`` or ``numba``. Coordinates
     must be finite and within ``unimix.validation.MAX_COORD`` (beyond, the numba grid's extent
-    overflows): checked with one ``aminmax`` each.
+    overflows): checked with one ``aminmax`` each. While a model is exported (``torch.export``)
+    without a mask, :func:`~unimix.ops.export_points.knn_static` (the same neighbours, in ONNX ops;
+    the value check, a host sync, is not part of an exported graph).
     """
+    if mask is None and is_exporting():
+        return knn_static(query, xyz, k)
     for name, t in (("kNN points", xyz), ("kNN queries", query)):
         check_values(name, t, MAX_COORD, "Rescale the cloud (unimix.io.normalize_points) or drop non-finite points.")
     b, g, _ = query.shape

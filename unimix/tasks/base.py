@@ -34,6 +34,9 @@ class Task:
         target = torch.as_tensor(target, device=out.device)
         if target.ndim == 2 and target.shape == out.shape and target.is_floating_point():
             return out.float(), target.float()
+        if target.ndim == 2 and target.is_floating_point() and target.shape[0] == out.shape[0]:
+            raise ValueError(f"Soft targets have {target.shape[1]} classes but the head gives {out.shape[1]}; pass targets "
+                             f"[B, {out.shape[1]}], or build the model with num_classes={target.shape[1]}.")
         target = target.reshape(-1)
         if target.shape[0] != out.shape[0]:
             raise ValueError(f"The model gives {out.shape[0]} rows of logits but the batch has {target.shape[0]} targets; give one "

@@ -54,6 +54,16 @@ class ConvStem(nn.Module):
         return self.forward_features(x)[0]
 
 
+def _same_grid(size: tuple, grid: tuple[int, int]) -> bool:
+    """``size == grid``; for symbolic sizes (an export with a dynamic image size) only when provably
+    so, so the exported graph resamples the position embedding for every input size."""
+    if all(isinstance(s, int) for s in size):
+        return tuple(size) == tuple(grid)
+    from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+    return all(statically_known_true(s == g) for s, g in zip(size, grid))
+
+
 @register_tokenizer("image")
 class ImageTokenizer(nn.Module):
     """``[B, C, H, W]`` images -> ``Tokens`` ``[B, (H/p)(W/p), D]``.
@@ -149,7 +159,7 @@ class ImageTokenizer(nn.Module):
         pos = None
         if self.pos_embed is not None:
             pos = self.pos_embed
-            if (h, w) != self.grid_size:
+            if not _same_grid((h, w), self.grid_size):
                 pos = resample_abs_pos_embed(pos, (h, w), self.grid_size, num_prefix_tokens=0)
             pos = pos.expand(x.shape[0], -1, -1)
         meta = ImageMeta(grid=(h, w), img_size=(x.shape[2], x.shape[3]), features=features)

@@ -240,6 +240,10 @@ class PointCloudTokenizer(nn.Module):
     def forward(self, x: object) -> Tokens:
         pb = to_point_batch(x, self.in_chans, self.pos_embed[0].weight.dtype)
         centers, group_idx = self.group(pb)
+        return self.encode(pb, centers, group_idx)
+
+    def encode(self, pb: PointBatch, centers: Tensor, group_idx: Tensor) -> Tokens:
+        """Tokens from a batch and its groups (centres ``[B, G, 3]``, neighbours ``[B, G, K]``), however grouped."""
         rel = gather_points(pb.xyz, group_idx) - centers.unsqueeze(2)  # b g k 3
         if pb.feats is not None:
             rel = torch.cat([rel, gather_points(pb.feats, group_idx)], -1)

@@ -128,6 +128,8 @@ class Trainer(Evaluator):
         self.budget_clock = resolve_name("budget_clock", budget_clock, ("wall", "cpu"))
         self._now = time.perf_counter if self.budget_clock == "wall" else time.process_time
         self.output_dir = Path(output_dir) if output_dir is not None else None
+        if self.output_dir is not None and self.output_dir.exists() and not self.output_dir.is_dir():  # found before training, not after
+            raise ValueError(f"output_dir '{self.output_dir}' is a file; pass a folder path (created if missing).")
         self.resume, self.seed, self.progress, self.verbose = resume, seed, progress, verbose
         self.task_weights = dict(task_weights or {})
         self.modality, self.input_key, self.target_key = modality, input_key, target_key
