@@ -38,6 +38,7 @@ import torch
 import unimix
 from unimix.data import ImageFolder, PointCloudFolder, load_planetoid, load_tudataset
 from unimix.tokenizers.graph import AddHopFeatures
+from unimix.train.joint import BALANCES, SAMPLINGS
 
 DEFAULT_ROOT = os.environ.get("UNIMIX_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -62,9 +63,9 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=8, help="joint epochs (an epoch: as many steps as all tasks have batches)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--sampling", default="temperature", choices=list(unimix.train.joint.SAMPLINGS))
+    p.add_argument("--sampling", default="temperature", choices=list(SAMPLINGS))
     p.add_argument("--temperature", type=float, default=2.0)
-    p.add_argument("--balance", default="normalize", choices=list(unimix.train.joint.BALANCES))
+    p.add_argument("--balance", default="normalize", choices=list(BALANCES))
     p.add_argument("--task-lr", default="", help="per-task rate factors for tokenizers and heads, e.g. 'graph=2,dales=1.5'")
     p.add_argument("--early-stopping", type=int, default=None, help="stop a task after this many epochs without improvement")
     p.add_argument("--seed", type=int, default=0, help="first seed (it also fixes the graph split)")
