@@ -142,6 +142,8 @@ def test_temperature_sampling_follows_the_data_sizes():
     loaders = {"nodes": range(90), "graphs": range(10)}
     picks = [t._step_tasks(loaders, s)[0] for s in range(400)]
     assert 0.8 < picks.count("nodes") / 400 < 0.97
+    # what an equal-steps baseline per task reads
+    assert t.task_steps == {"nodes": picks.count("nodes"), "graphs": picks.count("graphs"), "shapes": 0, "parts": 0}
     with pytest.raises(TypeError, match="MultiTaskModel"):
         unimix.JointTrainer(unimix.create_model("unimix_t", tokenizer="image", num_classes=2, dim=16, depth=1,
                                                 tokenizer_kwargs=dict(img_size=16, patch_size=8)))

@@ -16,6 +16,9 @@ choices joint training needs (each measured in ``benchmarks/README.md``):
 - ``early_stopping`` acts per task: a task whose ``{task}/<monitor>`` has not improved for that many
   evaluations is no longer trained (its batches leave the sampling); training stops when every
   task has stopped. With ``output_dir``, ``best_<task>/`` holds the model at that task's best epoch.
+
+``task_steps`` counts the training steps each task took part in (what a separate model per task
+needs for an equal-steps comparison).
 """
 from __future__ import annotations
 
@@ -60,6 +63,7 @@ class JointTrainer(Trainer):
         self.task_best: dict[str, Any] = {}
         self.task_bad: dict[str, int] = {t: 0 for t in model.tasks}
         self.task_best_record: dict[str, dict] = {}
+        self.task_steps: dict[str, int] = {t: 0 for t in model.tasks}
         self.callbacks.append(JointTrainer._after_epoch)
 
     # ------------------------------------------------------------------ optimiser: per-task rates, log-variances
@@ -93,6 +97,13 @@ class JointTrainer(Trainer):
         return min(steps, self.max_steps_per_epoch) if self.max_steps_per_epoch else steps
 
     def _step_tasks(self, loaders: Mapping[str, Any], step: int) -> list[str]:
+        """This step's tasks; ``task_steps`` counts the steps each task has taken part in."""
+        tasks = self._sample_tasks(loaders, step)
+        for t in tasks:
+            self.task_steps[t] = self.task_steps.get(t, 0) + 1
+        return tasks
+
+    def _sample_tasks(self, loaders: Mapping[str, Any], step: int) -> list[str]:
         active = [t for t in loaders if t in self.active] or list(loaders)
         if self.sampling == "all":
             return active
