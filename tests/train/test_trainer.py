@@ -201,7 +201,7 @@ def test_test_scores_are_read_at_the_best_validation_epoch():
 
 def test_time_budget_stops_training_and_the_schedule_follows_the_clock():
     x, y = image_data(64)
-    trainer = Trainer(image_model(), epochs=1000, lr=1e-3, batch_size=4, time_budget_s=1.5, warmup_epochs=10, budget_clock="cpu",
+    trainer = Trainer(image_model(), epochs=1000, lr=1e-3, batch_size=4, time_budget_s=1.5, warmup_epochs=0.25, budget_clock="cpu",
                       progress=False, verbose=False)
     history = trainer.fit((x, y), (x, y))
     assert len(history) < 1000 and 1.5 <= trainer.train_time < 10  # CPU seconds: a loaded machine does not inflate them
