@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 import unimix
+from unimix.train import mean_std
 from unimix.data import ImageFolder, PointCloudFolder, ShapesDataset
 
 DEFAULT_ROOT = os.environ.get("UNIMIX_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -146,10 +147,6 @@ def finetune(model, train, test, args, seed: int, out: str) -> dict:
     trainer.fit(train, test_data=test)
     s = trainer.summary()
     return {"acc": 100 * s["final"]["test_acc"], "acc_best": 100 * s["best"]["test_acc"], "epochs": s["epochs_run"]}
-
-
-def mean_std(v: list[float]) -> tuple[float, float]:
-    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
 
 
 def main(argv=None) -> dict:

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 import unimix
+from unimix.train import mean_std
 from unimix.data import ImageFolder, PointCloudFolder, load_planetoid, load_tudataset
 from unimix.tokenizers.graph import AddHopFeatures
 from unimix.train.joint import BALANCES, SAMPLINGS
@@ -183,10 +184,6 @@ def run_seed(spec: dict, train_sets: dict, test_sets: dict, args, seed: int) -> 
         rows.append(dict(task=task, joint_acc=j_final, single_acc=s_final, joint_acc_best=j_best, single_acc_best=s_best,
                          joint_steps=steps, single_steps=single_steps))
     return rows, count(joint), params_separate
-
-
-def mean_std(v: list[float]) -> tuple[float, float]:
-    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
 
 
 def main(argv=None) -> dict:

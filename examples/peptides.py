@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 import unimix
+from unimix.train import mean_std
 from unimix.data import PeptidesFunctional
 from unimix.ops import GraphPartition
 
@@ -108,13 +109,9 @@ def train(model, splits, args, seed: int, task=None, output_dir=None, **override
 
 
 def summarise(runs: list[dict]) -> dict:
-    def ms(key):
-        v = [r[key] for r in runs]
-        return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
-
-    (m, s), (fm, fs) = ms("test_ap"), ms("final_test_ap")
+    (m, s), (fm, fs) = mean_std(r["test_ap"] for r in runs), mean_std(r["final_test_ap"] for r in runs)
     return {"test_ap_mean": m, "test_ap_std": s, "final_test_ap_mean": fm, "final_test_ap_std": fs,
-            "val_ap_mean": ms("val_ap")[0], "s_per_run": statistics.fmean(r["wall_s"] for r in runs),
+            "val_ap_mean": statistics.fmean(r["val_ap"] for r in runs), "s_per_run": statistics.fmean(r["wall_s"] for r in runs),
             "cpu_s_per_run": statistics.fmean(r["cpu_s"] for r in runs), "params": runs[0]["params"], "runs": runs}
 
 

@@ -15,6 +15,12 @@ import torch
 from torch import nn
 
 
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation over seeds or folds (0.0 for a single value)."""
+    v = [float(x) for x in values]
+    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
+
+
 def stratified_folds(y: torch.Tensor, k: int, seed: int) -> list[torch.Tensor]:
     """``k`` index sets with (almost) the class proportions of ``y`` each (round-robin per class, seeded)."""
     y = torch.as_tensor(y).view(-1)
