@@ -3,7 +3,7 @@
 
 Names load on first use (PEP 562): importing :mod:`unimix.export.runtime` needs no torch.
 """
-import importlib
+from .._lazy import lazy_exports
 
 _HOME = {
     "export_onnx": "onnx", "example_input": "onnx", "max_abs_diff": "onnx", "ExportParityError": "onnx",
@@ -13,15 +13,4 @@ _HOME = {
 }
 __all__ = sorted(_HOME)
 
-
-def __getattr__(name: str):
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_HOME))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _HOME)

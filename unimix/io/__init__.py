@@ -3,7 +3,7 @@
 Names load on first use (PEP 562), so the numpy-only readers (:mod:`unimix.io.pointcloud`,
 :mod:`unimix.io.arrays`) import without torch.
 """
-import importlib
+from .._lazy import lazy_exports
 
 _NAMES = {
     "pointcloud": ("MESH_FORMATS", "POINT_FORMATS", "read_mesh", "read_off", "read_point_array", "read_point_cloud",
@@ -14,15 +14,4 @@ _NAMES = {
 _HOME = {name: module for module, names in _NAMES.items() for name in names}
 __all__ = sorted(_HOME)
 
-
-def __getattr__(name: str):
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_HOME))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _HOME)
