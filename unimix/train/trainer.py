@@ -332,6 +332,7 @@ class Trainer(Evaluator):
         epoch_bar.close()
         if self.output_dir is not None and D.is_main_process():
             plot_history(self.history, self.output_dir / "history.png")
+        D.barrier()  # every rank leaves fit() with rank 0's files complete (best/ can be read on any rank)
         return self.history
 
     def summary(self) -> dict[str, Any]:
