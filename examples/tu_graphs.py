@@ -56,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--weight-decay", type=float, default=5e-4)
     ap.add_argument("--weight-init", default="torch", choices=list(unimix.models.WEIGHT_INITS),
                     help="initialisation policy (unimix.models.init); chosen by measurement, see benchmarks/README.md")
+    ap.add_argument("--bucket", default="auto", choices=["auto", "on", "off"],
+                    help="batch graphs of similar sizes together (auto: when padding to the largest would double the work)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (0: torch's default); the per-step work is small, one thread avoids contention")
@@ -140,7 +142,8 @@ def cross_validate(dataset, args: argparse.Namespace, build=None, label: str = "
     result = unimix.cross_validate(
         lambda: make(width, dataset.num_classes, args, edges), dataset, folds=args.folds,
         seed=args.seed, epochs=args.epochs, optimizer="adam", lr=args.lr, weight_decay=args.weight_decay, sched="cosine",
-        batch_size=args.batch_size, eval_batch_size=256, task=task)
+        batch_size=args.batch_size, eval_batch_size=256, task=task,
+        bucket_by_size={"auto": "auto", "on": True, "off": False}[args.bucket])
     for i, acc in enumerate(result["fold_acc"]):
         print(f"{label}fold {i}: {acc:.2f} %", flush=True)
     runs = [{"curve": c, "loss": loss} for c, loss in zip(result.pop("curves"), result.pop("losses"))]

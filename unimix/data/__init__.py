@@ -1,6 +1,7 @@
 """Dataset adapters: thin wrappers over PyG, open3d and file layouts people already have."""
 from .images import ImageFolder, OxfordPetSegmentation
 from .rows import TensorRows
+from .buckets import SizeBucketSampler, graph_sizes, padding_factor
 from .graph_store import GraphList, load_graphs, save_graphs
 from .clouds import PointClouds
 from .corruptions import CORRUPTIONS, Corrupted, corrupt, corruption_errors

@@ -181,6 +181,12 @@ class GraphTokenizer(nn.Module):
     def num_tokens(self) -> int | None:
         return self.num_hops + 1 if self.level == "node" else self.max_nodes
 
+    @property
+    def pads_to_largest(self) -> bool:
+        """Graph level without ``max_nodes``: a batch costs ``graphs x largest graph`` token rows
+        (the Trainer then batches similar sizes together: ``bucket_by_size``)."""
+        return self.level == "graph" and self.max_nodes is None
+
     @staticmethod
     def accepts(x: object) -> bool:
         """Graphs are PyG ``Data`` / ``Batch`` objects with ``edge_index``."""

@@ -112,8 +112,13 @@ class FullGraphLoader:
 
 
 def make_loader(data: Any, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0,
-                collate_fn: Callable | None = None, drop_last: bool = False, what: str = "Data") -> Any:
-    """A loader with a seeded generator (and a ``DistributedSampler`` under DDP) for any accepted data form."""
+                collate_fn: Callable | None = None, drop_last: bool = False, what: str = "Data",
+                bucket: bool | Callable[[list[int]], bool] = False) -> Any:
+    """A loader with a seeded generator (and a ``DistributedSampler`` under DDP) for any accepted data form.
+
+    ``bucket``: for PyG graph data sets, batch graphs of similar sizes together
+    (:class:`unimix.data.SizeBucketSampler`); a callable gets the graph sizes and decides.
+    """
     from torch_geometric.data import Batch, Data
 
     if isinstance(data, (DataLoader, FullGraphLoader)):
@@ -134,7 +139,7 @@ def make_loader(data: Any, batch_size: int, shuffle: bool, seed: int, num_worker
         raise ValueError(f"The {what} is empty (0 samples); check the folder, the split or the filter that built it.")
     generator = torch.Generator()
     generator.manual_seed(seed)
-    sampler = None
+    sampler, shuffled = None, shuffle
     if D.is_distributed():
         from torch.utils.data.distributed import DistributedSampler
 
@@ -145,5 +150,14 @@ def make_loader(data: Any, batch_size: int, shuffle: bool, seed: int, num_worker
     if pyg:
         from torch_geometric.loader import DataLoader as PygLoader
 
+        if bucket:
+            from ..data.buckets import SizeBucketSampler, graph_sizes
+
+            sizes = graph_sizes(data)
+            if bucket is True or bucket(sizes):
+                batches = SizeBucketSampler(sizes, batch_size, shuffle=shuffled,
+                                            seed=seed, drop_last=kw["drop_last"], num_replicas=D.get_world_size(),
+                                            rank=D.get_rank())
+                return PygLoader(data, batch_sampler=batches, num_workers=num_workers, generator=generator)
         return PygLoader(data, **kw)
     return DataLoader(data, collate_fn=collate_fn or getattr(data, "collate_fn", None), **kw)

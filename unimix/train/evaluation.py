@@ -148,8 +148,9 @@ class Evaluator:
 
     def _set_epoch(self, loaders: Mapping[str, Any], epoch: int) -> None:
         for loader in loaders.values():
-            if isinstance(getattr(loader, "sampler", None), torch.utils.data.distributed.DistributedSampler):
-                loader.sampler.set_epoch(epoch)
+            for sampler in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+                if hasattr(sampler, "set_epoch"):  # DistributedSampler, SizeBucketSampler
+                    sampler.set_epoch(epoch)
             if getattr(loader, "generator", None) is not None:
                 loader.generator.manual_seed(self.seed * 100003 + epoch)
 
@@ -190,7 +191,7 @@ class Evaluator:
         task = task or ("main" if not self.multitask else None)
         if task is None:
             raise ValueError(f"Pass task=... (one of {self.model.tasks}).")
-        loader = self._loader(data, False)
+        loader = self._loader(data, False, in_order=True)
         if self.optimizer is None:
             self._materialise({task: loader})
         self.ddp_model.eval()
@@ -220,9 +221,22 @@ class Evaluator:
         """The loader the Trainer builds for ``data`` (seeded; a ``DistributedSampler`` under DDP)."""
         return self._loader(data, shuffle)
 
-    def _loader(self, data: Any, train: bool, what: str = "data"):
-        return make_loader(data, self.batch_size if train else self.eval_batch_size, train, self.seed, self.num_workers,
-                           self.collate_fn, self.drop_last and train, what)
+    def _loader(self, data: Any, train: bool, what: str = "data", in_order: bool = False):
+        batch_size = self.batch_size if train else self.eval_batch_size
+        return make_loader(data, batch_size, train, self.seed, self.num_workers, self.collate_fn, self.drop_last and train, what,
+                           bucket=False if in_order else self._bucket_rule(batch_size))
+
+    def _bucket_rule(self, batch_size: int):
+        """``bucket_by_size``: ``"auto"`` buckets graph data sets when the model pads every graph of
+        a batch to the largest (``pads_to_largest`` on a module) and a random batching would pad
+        to at least twice the real rows."""
+        if self.bucket_by_size != "auto":
+            return bool(self.bucket_by_size)
+        if not any(getattr(m, "pads_to_largest", False) for m in self.model.modules()):
+            return False
+        from ..data.buckets import padding_factor
+
+        return lambda sizes: padding_factor(sizes, batch_size, self.seed) >= 2.0
 
 
 def _rows(out: Any) -> int:

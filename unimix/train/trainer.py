@@ -58,6 +58,10 @@ class Trainer(Evaluator):
         layer_decay: per-block LR factor (default 0.75 with ``strategy="layer_decay"``).
         clip_grad, accum_steps, precision (``fp32``, ``bf16``, ``fp16`` on CUDA, ``auto``).
         batch_size, eval_batch_size, num_workers, collate_fn, drop_last: loaders built from datasets.
+        bucket_by_size: batch graphs of similar sizes together (:class:`unimix.data.SizeBucketSampler`);
+            ``"auto"`` (default) does it for PyG graph data sets when the model pads every graph of a
+            batch to the largest and random batches would pad to 2x the real nodes or more
+            (long-tailed sizes: NCI1, PTC_MR, proteins; not MUTAG); ``predict`` keeps the data order.
         label_smoothing: passed to the task's loss.
         loss_fn: ``fn(output, target, batch) -> loss`` instead of the head's loss (``batch``: the
             loader's batch as it came, e.g. to read a category label).
@@ -101,7 +105,7 @@ class Trainer(Evaluator):
                  input_key: str | None = None, target_key: str | None = None, callbacks: Sequence[Callable] = (),
                  max_steps_per_epoch: int | None = None, find_unused_parameters: bool | None = None,
                  save_extra: dict | None = None, momentum: float = 0.9, patience_epochs: int = 10, decay_rate: float = 0.1,
-                 decay_epochs: float = 30):
+                 decay_epochs: float = 30, bucket_by_size: bool | str = "auto"):
         self.strategy = resolve_name("strategy", strategy, STRATEGIES)
         check_trainer_options(epochs, accum_steps, eval_every, batch_size, lr, time_budget_s, seed, weight_decay, warmup_epochs,
                               min_lr, clip_grad, label_smoothing, eval_batch_size, num_workers, early_stopping,
@@ -123,6 +127,9 @@ class Trainer(Evaluator):
         self.sched_kwargs = dict(patience_epochs=patience_epochs, decay_rate=decay_rate, decay_epochs=decay_epochs)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.collate_fn, self.drop_last = num_workers, collate_fn, drop_last
+        if bucket_by_size not in (True, False, "auto"):
+            raise ValueError(f"bucket_by_size must be True, False or 'auto'; got {bucket_by_size!r}.")
+        self.bucket_by_size = bucket_by_size
         self.label_smoothing, self.loss_fn, self.batch_transform = label_smoothing, loss_fn, batch_transform
         self.early_stopping, self.monitor, self.eval_every, self.time_budget_s = early_stopping, monitor, eval_every, time_budget_s
         self.budget_clock = resolve_name("budget_clock", budget_clock, ("wall", "cpu"))
