@@ -138,6 +138,24 @@ def test_tu_benchmark_runs_gin_and_unimix_on_the_same_folds(tmp_path, capsys):
     assert out["unimix_minus_gin_last_epoch"] == pytest.approx(u["acc_mean"] - g["acc_mean"])
 
 
+def test_tu_default_benchmark_ranks_every_encoder_on_every_set(tmp_path, capsys):
+    root = write_tu_dataset(tmp_path / "tu")
+    (root / "TOYRINGS").rename(root / "TOYSTARS")
+    for f in (root / "TOYSTARS" / "raw").iterdir():
+        f.rename(f.with_name(f.name.replace("TOYRINGS", "TOYSTARS")))
+    write_tu_dataset(root)
+    bench = load_script("benchmarks/tu_default.py")
+    bench.main(["--root", str(root), "--datasets", "TOYRINGS,TOYSTARS", "--encoders", "gin,hops", "--folds", "2", "--epochs", "2",
+                "--json"])
+    out = last_json(capsys)
+    assert set(out["results"]) == {"TOYRINGS", "TOYSTARS"}
+    for res in out["results"].values():
+        assert set(res) == {"gin", "hops"} and all(r["folds"] == 2 and 0 <= r["acc_mean"] <= 100 for r in res.values())
+    assert sorted(out["mean_rank"]) == ["gin", "hops"] and all(1 <= v <= 2 for v in out["mean_rank"].values())
+    assert sum(out["mean_rank"].values()) == pytest.approx(3.0)  # ranks 1 and 2 on every set
+    assert out["choice"] == min(out["mean_rank"], key=lambda e: (out["mean_rank"][e], -out["mean_acc"][e]))
+
+
 def test_gin_reference_with_edge_attributes_uses_them():
     from torch_geometric.data import Batch, Data
 
