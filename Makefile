@@ -20,7 +20,7 @@ demo: install
 	$(PY) examples/cora.py $(if $(CORA_ROOT),--root $(CORA_ROOT),)
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -7,7 +7,9 @@
 Model: the graph tokenizer (graph level) extracts local structure with K learned GIN layers (PyG
 ``GINConv``) and makes one token per node (its K + 1 layer outputs, concatenated and projected);
 graphs are padded with a mask, the shared trunk (external attention) mixes the nodes of each graph
-and the classification head sum-pools them (sum keeps the counts that tell molecules apart).
+and the classification head sum-pools them (sum keeps the counts that tell molecules apart). Where
+graph sizes are spread (NCI1, PTC_MR, proteins) the Trainer batches graphs of similar sizes together,
+so a batch pays for its own largest graph, not the data set's (``--bucket``).
 Graphs without node features get one-hot degrees; isolated nodes, self-loops and duplicate edges
 are handled by the tokenizer. ``--encoder hops`` swaps the GIN layers for fixed, weightless hops.
 The defaults follow the GIN paper's training set-up (Adam lr 0.01, batch 32, GIN width 32) and
