@@ -8,8 +8,8 @@ Model: the graph tokenizer (graph level) extracts local structure with K learned
 ``GINConv``) and makes one token per node (its K + 1 layer outputs, concatenated and projected);
 graphs are padded with a mask, the shared trunk (external attention) mixes the nodes of each graph
 and the classification head sum-pools them (sum keeps the counts that tell molecules apart). Where
-graph sizes are spread (NCI1, PTC_MR, proteins) the Trainer batches graphs of similar sizes together,
-so a batch pays for its own largest graph, not the data set's (``--bucket``).
+graph sizes have a long tail (proteins: padding to the largest would triple the work) the Trainer
+batches graphs of similar sizes together, so a batch pays for its own largest graph (``--bucket``).
 Graphs without node features get one-hot degrees; isolated nodes, self-loops and duplicate edges
 are handled by the tokenizer. ``--encoder hops`` swaps the GIN layers for fixed, weightless hops.
 The defaults follow the GIN paper's training set-up (Adam lr 0.01, batch 32, GIN width 32) and
@@ -59,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--weight-init", default="torch", choices=list(unimix.models.WEIGHT_INITS),
                     help="initialisation policy (unimix.models.init); chosen by measurement, see benchmarks/README.md")
     ap.add_argument("--bucket", default="auto", choices=["auto", "on", "off"],
-                    help="batch graphs of similar sizes together (auto: when padding to the largest would double the work)")
+                    help="batch graphs of similar sizes together (auto: when padding to the largest would triple the work)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (0: torch's default); the per-step work is small, one thread avoids contention")

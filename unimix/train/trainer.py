@@ -60,8 +60,8 @@ class Trainer(Evaluator):
         batch_size, eval_batch_size, num_workers, collate_fn, drop_last: loaders built from datasets.
         bucket_by_size: batch graphs of similar sizes together (:class:`unimix.data.SizeBucketSampler`);
             ``"auto"`` (default) does it for PyG graph data sets when the model pads every graph of a
-            batch to the largest and random batches would pad to 2x the real nodes or more
-            (long-tailed sizes: NCI1, PTC_MR, proteins; not MUTAG); ``predict`` keeps the data order.
+            batch to the largest and random batches would pad to 3x the real nodes or more
+            (long-tailed sizes such as proteins; not MUTAG, NCI1 or PTC_MR); ``predict`` keeps the data order.
         label_smoothing: passed to the task's loss.
         loss_fn: ``fn(output, target, batch) -> loss`` instead of the head's loss (``batch``: the
             loader's batch as it came, e.g. to read a category label).
