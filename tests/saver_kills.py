@@ -50,19 +50,24 @@ def _saver(models: dict, target: Path, mode: str, k: int) -> None:
         os._exit(1)
 
 
-def kill_saves_at_random(target: Path, mode: str, check, rounds: int = 40, saves_per_round: float = 3.0, seed: int = 0) -> dict:
+def kill_saves_at_random(target: Path, mode: str, check, rounds: int = 40, saves_per_round: float = 3.0, seed: int = 0,
+                         min_torn: int = 1, max_rounds: int = 400) -> dict:
     """``rounds`` savers, each SIGKILLed after ``U(0, saves_per_round x the time of one save)``
     seconds (timed here first, so the kills land inside writes however fast the machine is); after
-    every kill ``check(target)`` must return the number ``k`` of the save it found. Returns what was seen."""
+    every kill ``check(target)`` must return the number ``k`` of the save it found. Where the file
+    writes are a small part of a save (a fast disk), more rounds run, up to ``max_rounds``, until
+    ``min_torn`` kills have landed inside a write (left a temporary file) and three different saves
+have been found. Returns what was seen."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small tensors: several threads only contend (the checks run 6x slower on a loaded machine)
     try:
-        return _kill_saves(target, mode, check, rounds, saves_per_round, seed)
+        return _kill_saves(target, mode, check, rounds, saves_per_round, seed, min_torn, max_rounds)
     finally:
         torch.set_num_threads(threads)
 
 
-def _kill_saves(target: Path, mode: str, check, rounds: int, saves_per_round: float, seed: int) -> dict:
+def _kill_saves(target: Path, mode: str, check, rounds: int, saves_per_round: float, seed: int, min_torn: int,
+                max_rounds: int) -> dict:
     models = _models()
     start = time.perf_counter()
     _save(models, target, mode, 0)  # a complete save before the first kill
@@ -70,7 +75,8 @@ def _kill_saves(target: Path, mode: str, check, rounds: int, saves_per_round: fl
     rng = random.Random(seed)
     seen, torn = [check(target)], 0
     folder = target if mode == "pretrained" else target.parent
-    for r in range(rounds):
+    r = 0
+    while r < rounds or (torn < min_torn or len(set(seen)) < 3) and r < max_rounds:
         pid = os.fork()
         if pid == 0:
             _saver(models, target, mode, (r + 1) * 10_000)  # distinct per round, exact in float32
@@ -80,4 +86,5 @@ def _kill_saves(target: Path, mode: str, check, rounds: int, saves_per_round: fl
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"the saver exited by itself ({status})"
         torn += any(p.name.endswith(".tmp") for p in folder.iterdir())
         seen.append(check(target))
-    return {"seen": seen, "torn": torn, "rounds": rounds, "max_delay_s": max_delay}
+        r += 1
+    return {"seen": seen, "torn": torn, "rounds": r, "max_delay_s": max_delay}
