@@ -41,6 +41,7 @@ import torch_geometric.transforms as T
 from tqdm import tqdm
 
 import unimix
+from unimix.viz import save_figure
 from unimix.data import NodeSplit, load_planetoid
 
 
@@ -129,9 +130,7 @@ def plot_curves(runs: list[dict], path: Path, title: str) -> None:
     axes[1].set(xlabel="epoch", ylabel="validation accuracy (%)", title="validation accuracy (dotted: best epoch)")
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def summarise(name: str, runs: list[dict]) -> dict:

@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 
 import unimix
+from unimix.viz import save_figure
 from unimix.data import ImageFolder
 
 DEFAULTS = dict(dim=128, depth=6, block="external_attention", stem="conv", stem_width=64, stem_depth=1, mlp_ratio=4.0)
@@ -189,9 +190,7 @@ def plot_confusion(conf: torch.Tensor, classes: list[str], path: Path, title: st
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> dict:

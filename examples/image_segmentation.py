@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 import unimix
+from unimix.viz import save_figure
 from unimix.data import OxfordPetSegmentation
 
 
@@ -101,9 +102,7 @@ def plot_predictions(model, ds, path: Path, n: int = 4) -> None:
             ax.set_title(title, fontsize=8)
             ax.axis("off")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def main(argv=None) -> dict:

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 import unimix
+from unimix.viz import save_figure
 from unimix.train import mean_std
 from unimix.data import PeptidesFunctional
 from unimix.ops import GraphPartition
@@ -135,9 +136,7 @@ def plot_curves(results: dict[str, list[dict]], path: Path, title: str) -> None:
         a.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> dict:

@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 
 import unimix
+from unimix.viz import save_figure
 from unimix.data import detect_layout, load_point_clouds
 from unimix.data.pointcloud_transforms import AUGMENTATIONS, raw_scan_augment, scan_augment
 from unimix.io.points import NORMALIZATIONS
@@ -169,11 +170,7 @@ def plot_confusion(conf: torch.Tensor, classes: list[str], path: Path, title: st
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def train_model(model: torch.nn.Module, train_set, test_set, args, seed: int, task=None, output_dir: Path | None = None,

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 import unimix
+from unimix.viz import save_figure
 from unimix.data.pointcloud_transforms import AUGMENTATIONS
 from unimix.data.shapenetpart import PartMIoUMetric, ShapeNetPart, restrict_to_category
 from unimix.serialization import atomic_write_text
@@ -81,11 +82,7 @@ def plot_ious(per_class: dict, path: Path, title: str) -> None:
     ax.set_ylabel("mIoU")
     ax.set_title(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> dict:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 import unimix
+from unimix.viz import save_figure
 from unimix.data import GraphList, load_tudataset
 
 
@@ -111,9 +112,7 @@ def plot_folds(runs: list[dict], path: Path, title: str) -> None:
     axes[1].legend()
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def input_width(dataset) -> int:

@@ -37,12 +37,21 @@ def _plt():
     return plt
 
 
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+def save_figure(fig, path: str | Path, dpi: int = 120, **savefig_kwargs: Any) -> Path:
+    """Write a matplotlib figure as a PNG atomically (rendered in memory, then renamed into place:
+    a killed run never leaves half an image) and close it. Folders are created."""
+    import io
+
+    from .serialization import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, **savefig_kwargs)
     _plt().close(fig)
-    return path
+    return atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def _save(fig, path: str | Path) -> Path:
+    return save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def _backbone(model: nn.Module) -> nn.Module:

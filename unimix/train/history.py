@@ -6,7 +6,8 @@ import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..serialization import atomic_write_bytes, atomic_write_text
+from ..serialization import atomic_write_text
+from ..viz import save_figure
 
 
 def write_history_csv(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
@@ -42,7 +43,4 @@ def plot_history(history: Sequence[Mapping[str, float]], path: str | Path) -> Pa
         if names and title != "learning rate":
             ax.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return save_figure(fig, path, dpi=80)
