@@ -67,6 +67,13 @@ def _fixed_tokens(model: UnimixModel) -> bool:
     return bool(getattr(BLOCKS[model.backbone.trunk.block_name], "fixed_tokens", False))
 
 
+def _batched_example(x: torch.Tensor, dynamic_batch: bool) -> tuple[torch.Tensor, tuple, dict]:
+    """A float32 example tensor (at least two rows when the batch is dynamic), the original for the
+    parity check, and the dynamic axes so far."""
+    x = x.float()
+    return (_at_least_two(x) if dynamic_batch else x), (x,), ({0: _dim("batch")} if dynamic_batch else {})
+
+
 def _image_plan(model, x, dynamic_batch: bool, dynamic_size: bool | None) -> _Plan:
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise TypeError(f"An image model exports from an example tensor [B, C, H, W]; got {type(x).__name__}.")
@@ -76,12 +83,7 @@ def _image_plan(model, x, dynamic_batch: bool, dynamic_size: bool | None) -> _Pl
     elif dynamic_size and _fixed_tokens(model):
         raise ValueError(f"Block '{model.backbone.trunk.block_name}' mixes a fixed number of tokens, so the image size is fixed; "
                          "pass dynamic_size=False (or export an external_attention / ffonly model).")
-    x = x.float()
-    check = (x,)
-    x = _at_least_two(x) if dynamic_batch else x
-    axes = {}
-    if dynamic_batch:
-        axes[0] = _dim("batch")
+    x, check, axes = _batched_example(x, dynamic_batch)
     if dynamic_size:
         p = tok.patch_size
         if x.shape[2] // p < 2 or x.shape[3] // p < 2:
@@ -104,12 +106,7 @@ def _point_plan(model, x, dynamic_batch: bool, dynamic_size: bool | None) -> _Pl
     if x.shape[1] < least:
         raise ValueError(f"The example has {x.shape[1]} points; the model groups {tok.num_groups} centres of {tok.group_size} "
                          f"neighbours, so it needs at least {least}.")
-    x = x.float()
-    check = (x,)
-    x = _at_least_two(x) if dynamic_batch else x
-    axes = {}
-    if dynamic_batch:
-        axes[0] = _dim("batch")
+    x, check, axes = _batched_example(x, dynamic_batch)
     if dynamic_size is not False:
         axes[1] = _dim("points", max(least, 2))
     info = {"in_chans": tok.in_chans, "num_groups": tok.num_groups, "group_size": tok.group_size, "min_points": least,
