@@ -104,4 +104,9 @@ class SizeBucketSampler(Sampler[list[int]]):
         return iter(self._batches())
 
     def __len__(self) -> int:
-        return len(self._batches())
+        """Batches per epoch (this rank's), from the sizes alone: the same every epoch."""
+        n, span, count = self.sizes.numel(), self.batch_size * self.window, 0
+        for start in range(0, n, span):
+            w = min(span, n - start)
+            count += w // self.batch_size + bool(w % self.batch_size and (not self.drop_last or w < self.batch_size))
+        return -(-count // self.num_replicas)
